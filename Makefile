@@ -1,0 +1,44 @@
+# weir's commands. The README's set-up is `make run` and `make test`; both work on a
+# fresh machine: they install what they need into $(WEIR_CACHE_DIR), outside the clone.
+
+WEIR_CACHE_DIR ?= $(HOME)/.cache/weir
+export WEIR_CACHE_DIR
+# Compiled crates (RocksDB's C++ included) are cached beside the broker.
+export CARGO_TARGET_DIR ?= $(WEIR_CACHE_DIR)/target
+BROKER_PORT ?= 9092
+export BROKER_PORT
+
+.PHONY: run test lint unit-and-integration deps broker broker-install broker-stop
+
+## run: start the local broker and run a round trip of protobuf records through it
+run: deps broker
+	LHS_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BROKER_PORT) cargo run --quiet -p weir-examples --bin roundtrip
+
+## test: formatting, lints, unit and integration tests (the harness starts its own broker)
+test: deps broker-install lint unit-and-integration
+
+# Every cargo command selects `--workspace --all-targets`, so features unify the same
+# way each time and RocksDB's C++ is compiled once, not once per selection.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+unit-and-integration:
+	cargo build --workspace --all-targets --locked
+	cargo test --workspace --all-targets --locked
+
+## deps: Debian packages the build needs (only the missing ones)
+deps:
+	scripts/install-system-deps.sh
+
+## broker-install: build the local broker into the cache if it is missing or another version
+broker-install:
+	scripts/install-broker.sh
+
+## broker: start the local broker on 127.0.0.1:$(BROKER_PORT) (memory storage)
+broker: broker-install
+	scripts/broker.sh start
+
+## broker-stop: stop the broker `make broker` started
+broker-stop:
+	scripts/broker.sh stop

@@ -1,0 +1,4 @@
+//! All integration tests, in one test binary so the whole run shares one broker.
+
+mod runtime;
+mod smoke;

@@ -1,0 +1,263 @@
+//! Process configuration: one typed struct loaded from `LHS_*` environment variables,
+//! with the same names LittleHorse uses where the meaning is the same. Every variable
+//! is listed, with its default, in the README's configuration table.
+
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_topology::kafka::KafkaConfig;
+use weir_topology::{RuntimeConfig, StaticAssignor};
+
+/// A variable was set to something weir cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable} must be {expected}, but it is {value:?}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub expected: &'static str,
+    pub value: String,
+}
+
+/// Everything a weir process reads from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeirConfig {
+    /// `LHS_KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// `LHS_CLUSTER_ID`: prefix of every topic this cluster owns.
+    pub cluster_id: String,
+    /// `LHS_REPLICATION_FACTOR`: replication factor of every topic weir creates.
+    pub replication_factor: i16,
+    /// `LHS_KAFKA_CONNECT_TIMEOUT_MS`: how long to keep trying to reach the cluster.
+    pub connect_timeout: Duration,
+    /// `LHS_STATE_DIR`: root of the task state directories.
+    pub state_dir: PathBuf,
+    /// `LHS_COMMIT_INTERVAL_MS`: longest time a batch stays open.
+    pub commit_interval: Duration,
+    /// `LHS_INSTANCE_ID`: this instance's number, from 0.
+    pub instance_id: u32,
+    /// `LHS_INSTANCE_COUNT`: how many instances share the partitions.
+    pub instance_count: u32,
+    /// `LHS_SHOULD_CREATE_TOPICS`: create missing topics at start (else fail naming them).
+    pub create_topics: bool,
+}
+
+impl WeirConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let string = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
+        let cluster_id = string("LHS_CLUSTER_ID", "weir");
+        if cluster_id.is_empty() || !cluster_id.chars().all(is_topic_char) {
+            return Err(ConfigError {
+                variable: "LHS_CLUSTER_ID",
+                expected: "a non-empty name of letters, digits, '.', '_' or '-' (it prefixes topic names)",
+                value: cluster_id,
+            });
+        }
+        let replication_factor: i16 = parse(
+            &lookup,
+            "LHS_REPLICATION_FACTOR",
+            1,
+            "an integer from 1 to 32767",
+        )?;
+        if replication_factor < 1 {
+            return Err(ConfigError {
+                variable: "LHS_REPLICATION_FACTOR",
+                expected: "an integer from 1 to 32767",
+                value: replication_factor.to_string(),
+            });
+        }
+        let connect_timeout_ms: u64 = parse(
+            &lookup,
+            "LHS_KAFKA_CONNECT_TIMEOUT_MS",
+            10_000,
+            "a number of milliseconds",
+        )?;
+        let commit_interval_ms: u64 = parse(
+            &lookup,
+            "LHS_COMMIT_INTERVAL_MS",
+            100,
+            "a number of milliseconds",
+        )?;
+        let instance_count: u32 = parse(&lookup, "LHS_INSTANCE_COUNT", 1, "a positive integer")?;
+        let instance_id: u32 = parse(
+            &lookup,
+            "LHS_INSTANCE_ID",
+            0,
+            "an integer below LHS_INSTANCE_COUNT",
+        )?;
+        if instance_count == 0 || instance_id >= instance_count {
+            return Err(ConfigError {
+                variable: "LHS_INSTANCE_ID",
+                expected: "an integer from 0 to LHS_INSTANCE_COUNT - 1",
+                value: format!("{instance_id} (with LHS_INSTANCE_COUNT={instance_count})"),
+            });
+        }
+        let create_topics = match string("LHS_SHOULD_CREATE_TOPICS", "true")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError {
+                    variable: "LHS_SHOULD_CREATE_TOPICS",
+                    expected: "true or false",
+                    value: string("LHS_SHOULD_CREATE_TOPICS", ""),
+                });
+            }
+        };
+        Ok(Self {
+            bootstrap_servers: string("LHS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            state_dir: PathBuf::from(string(
+                "LHS_STATE_DIR",
+                &format!("/tmp/weir-state/{cluster_id}"),
+            )),
+            cluster_id,
+            replication_factor,
+            connect_timeout: Duration::from_millis(connect_timeout_ms),
+            commit_interval: Duration::from_millis(commit_interval_ms.max(1)),
+            instance_id,
+            instance_count,
+            create_topics,
+        })
+    }
+
+    /// Kafka connection settings derived from this configuration.
+    pub fn kafka(&self) -> KafkaConfig {
+        KafkaConfig::new(&self.bootstrap_servers)
+            .with_client_id(format!("weir-{}", self.cluster_id))
+            .with_connect_timeout(self.connect_timeout)
+    }
+
+    /// Runtime settings derived from this configuration.
+    pub fn runtime(&self) -> RuntimeConfig {
+        let mut runtime = RuntimeConfig::new(self.kafka(), &self.cluster_id, &self.state_dir);
+        runtime.commit_interval = self.commit_interval;
+        runtime.replication_factor = self.replication_factor;
+        runtime.create_topics = self.create_topics;
+        runtime
+    }
+
+    /// The static partition assignment of this instance.
+    pub fn assignor(&self) -> Result<Arc<StaticAssignor>, ConfigError> {
+        StaticAssignor::new(self.instance_id, self.instance_count)
+            .map(Arc::new)
+            .map_err(|_| ConfigError {
+                variable: "LHS_INSTANCE_ID",
+                expected: "an integer from 0 to LHS_INSTANCE_COUNT - 1",
+                value: format!(
+                    "{} (with LHS_INSTANCE_COUNT={})",
+                    self.instance_id, self.instance_count
+                ),
+            })
+    }
+
+    /// The full name of one of this cluster's topics: `{LHS_CLUSTER_ID}_{suffix}`.
+    pub fn topic(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.cluster_id)
+    }
+}
+
+fn is_topic_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn parse<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match lookup(variable) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError {
+            variable,
+            expected,
+            value,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use weir_topology::PartitionAssignor;
+
+    fn load(vars: &[(&str, &str)]) -> Result<WeirConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        WeirConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() -> Result<(), ConfigError> {
+        let config = load(&[])?;
+        assert_eq!(config.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(config.cluster_id, "weir");
+        assert_eq!(config.replication_factor, 1);
+        assert_eq!(config.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.topic("core-cmd"), "weir_core-cmd");
+        assert_eq!(config.state_dir, PathBuf::from("/tmp/weir-state/weir"));
+        assert_eq!(config.commit_interval, Duration::from_millis(100));
+        assert_eq!((config.instance_id, config.instance_count), (0, 1));
+        assert!(config.create_topics);
+        Ok(())
+    }
+
+    #[test]
+    fn variables_override_defaults() -> Result<(), ConfigError> {
+        let config = load(&[
+            ("LHS_KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092"),
+            ("LHS_CLUSTER_ID", "prod-eu"),
+            ("LHS_REPLICATION_FACTOR", "3"),
+            ("LHS_KAFKA_CONNECT_TIMEOUT_MS", "2500"),
+            ("LHS_STATE_DIR", "/var/lib/weir"),
+            ("LHS_COMMIT_INTERVAL_MS", "250"),
+            ("LHS_INSTANCE_ID", "2"),
+            ("LHS_INSTANCE_COUNT", "3"),
+            ("LHS_SHOULD_CREATE_TOPICS", "false"),
+        ])?;
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/weir"));
+        assert_eq!(config.runtime().commit_interval, Duration::from_millis(250));
+        assert!(!config.runtime().create_topics);
+        let assignor = config.assignor()?;
+        assert!(assignor.owns("core", 5) && !assignor.owns("core", 4));
+        assert_eq!(config.kafka().bootstrap_servers, vec!["k1:9092", "k2:9092"]);
+        assert_eq!(config.kafka().client_id, "weir-prod-eu");
+        assert_eq!(config.replication_factor, 3);
+        assert_eq!(config.connect_timeout, Duration::from_millis(2500));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = load(&[("LHS_REPLICATION_FACTOR", "three")])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("LHS_REPLICATION_FACTOR must be an integer from 1 to 32767, but it is \"three\"")
+        );
+        assert!(load(&[("LHS_REPLICATION_FACTOR", "0")]).is_err());
+        assert!(load(&[("LHS_CLUSTER_ID", "has space")]).is_err());
+        assert!(load(&[("LHS_CLUSTER_ID", "")]).is_err());
+        assert!(load(&[("LHS_KAFKA_CONNECT_TIMEOUT_MS", "-1")]).is_err());
+        assert!(load(&[("LHS_INSTANCE_ID", "3"), ("LHS_INSTANCE_COUNT", "3")]).is_err());
+        assert!(load(&[("LHS_INSTANCE_COUNT", "0")]).is_err());
+        assert!(load(&[("LHS_SHOULD_CREATE_TOPICS", "maybe")]).is_err());
+    }
+}

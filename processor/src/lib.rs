@@ -1,0 +1,10 @@
+//! The weir processor: what runs on top of the runtime in `weir-topology`.
+//!
+//! It owns the process-level configuration ([`config`], the `LHS_*` variables) and the
+//! `weir` command line's building blocks ([`cli`]). The workflow core, the output topic
+//! and flows are added here as they are built; the runtime underneath never learns of
+//! them.
+
+pub mod cli;
+pub mod config;
+pub mod lifecycle;

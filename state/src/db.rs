@@ -1,0 +1,399 @@
+//! [`TaskDb`]: one task's RocksDB instance with its named stores, the overlay of changes not
+//! yet committed, and the checkpoint written atomically with them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, FlushOptions, IteratorMode, ReadOptions,
+    WriteBatch, WriteOptions,
+};
+
+use crate::checkpoint::{CHECKPOINT_KEY, META_CF};
+use crate::error::{KeyDisplay, key_string};
+use crate::overlay::{Overlay, merge_live};
+use crate::{Checkpoint, RecordState, StateError, StateResources};
+
+/// Identifies a store of one [`TaskDb`]: its position in the list given to [`TaskDb::open`].
+/// Using an id with another `TaskDb` than the one that issued it is a bug and may panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoreId(pub(crate) usize);
+
+/// One task's state: a RocksDB instance with one column family per store, the overlay of
+/// changes made by finished records but not yet committed, and the checkpoint.
+pub struct TaskDb {
+    db: DB,
+    path: PathBuf,
+    stores: Vec<String>,
+    pub(crate) overlay: Overlay,
+    write_options: WriteOptions,
+}
+
+impl TaskDb {
+    /// Opens (creating if missing) the RocksDB at `path` with one column family per store name
+    /// plus an internal meta column family for the checkpoint. Stores are identified by the
+    /// returned ids in the order given. Column families on disk that are not among `stores`
+    /// are an error naming them.
+    ///
+    /// Writes skip the WAL and flushes are atomic across column families: state is rebuilt
+    /// from the changelog after a crash, and a flush never leaves stores inconsistent with
+    /// each other or with the checkpoint.
+    pub fn open(
+        path: &Path,
+        stores: &[&str],
+        resources: &StateResources,
+    ) -> Result<Self, StateError> {
+        validate_store_names(path, stores)?;
+        let options = resources.db_options();
+        if path.join("CURRENT").exists() {
+            let existing = DB::list_cf(&options, path).map_err(|source| StateError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+            let unknown: BTreeSet<String> = existing
+                .into_iter()
+                .filter(|name| {
+                    name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME
+                        && name != META_CF
+                        && !stores.contains(&name.as_str())
+                })
+                .collect();
+            if !unknown.is_empty() {
+                return Err(StateError::UnknownColumnFamilies {
+                    path: path.to_owned(),
+                    names: unknown.into_iter().collect(),
+                });
+            }
+        }
+        let families = stores
+            .iter()
+            .copied()
+            .chain([META_CF])
+            .map(|name| ColumnFamilyDescriptor::new(name, resources.store_options()));
+        let db = DB::open_cf_descriptors(&options, path, families).map_err(|source| {
+            StateError::Open {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+            stores: stores.iter().map(|s| (*s).to_owned()).collect(),
+            overlay: Overlay::new(stores.len()),
+            write_options,
+        })
+    }
+
+    /// Deletes the whole state directory (used when it is unreadable: a full restore
+    /// follows). A missing directory is not an error.
+    pub fn destroy(path: &Path) -> Result<(), StateError> {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::Destroy {
+                path: path.to_owned(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The directory of this database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn store_id(&self, name: &str) -> Option<StoreId> {
+        self.stores.iter().position(|s| s == name).map(StoreId)
+    }
+
+    /// The name of a store. Panics if `id` was not issued by this `TaskDb`.
+    pub fn store_name(&self, id: StoreId) -> &str {
+        &self.stores[id.0]
+    }
+
+    pub fn store_names(&self) -> Vec<&str> {
+        self.stores.iter().map(String::as_str).collect()
+    }
+
+    /// The last checkpoint written (`None` for a new, empty database).
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, StateError> {
+        let meta = self.meta_cf()?;
+        let stored = self
+            .db
+            .get_pinned_cf(meta, CHECKPOINT_KEY)
+            .map_err(|source| StateError::ReadCheckpoint {
+                path: self.path.clone(),
+                source,
+            })?;
+        stored
+            .map(|bytes| {
+                Checkpoint::decode(&bytes).map_err(|source| StateError::DecodeCheckpoint {
+                    path: self.path.clone(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Starts one record's processing.
+    pub fn record(&mut self) -> RecordState<'_> {
+        RecordState::new(self)
+    }
+
+    /// Number of keys in the overlay (changed by finished records, not yet committed).
+    pub fn pending_len(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// Writes the overlay and the checkpoint in one `WriteBatch` and clears the overlay.
+    /// Returns the bytes of store keys and values written (the checkpoint is not counted, so
+    /// a batch that changed nothing returns 0). On error the overlay is kept.
+    pub fn commit_pending(&mut self, checkpoint: &Checkpoint) -> Result<u64, StateError> {
+        let mut batch = WriteBatch::default();
+        let mut written = 0u64;
+        for (store, entries) in self.overlay.stores() {
+            let cf = self.cf(StoreId(store))?;
+            for (key, value) in entries {
+                written += add_to_batch(&mut batch, cf, key, value.as_deref());
+            }
+        }
+        let entries = self.overlay.len();
+        self.write_with_checkpoint(batch, checkpoint, entries)?;
+        self.overlay.clear();
+        Ok(written)
+    }
+
+    /// Drops the overlay (the batch will be reprocessed after a restart).
+    pub fn discard_pending(&mut self) {
+        self.overlay.clear();
+    }
+
+    /// Restore path: writes `changes` (`None` value = delete) and the checkpoint directly in
+    /// one `WriteBatch`, bypassing the overlay, which must be empty. Returns the bytes of keys
+    /// and values written. Panics if a `StoreId` was not issued by this `TaskDb`.
+    pub fn apply_restored(
+        &mut self,
+        changes: impl IntoIterator<Item = (StoreId, Bytes, Option<Bytes>)>,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64, StateError> {
+        let pending = self.overlay.len();
+        if pending > 0 {
+            return Err(StateError::PendingChanges {
+                path: self.path.clone(),
+                pending,
+            });
+        }
+        let cfs = (0..self.stores.len())
+            .map(|store| self.cf(StoreId(store)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut batch = WriteBatch::default();
+        let mut written = 0u64;
+        let mut entries = 0usize;
+        for (store, key, value) in changes {
+            written += add_to_batch(&mut batch, cfs[store.0], &key, value.as_deref());
+            entries += 1;
+        }
+        self.write_with_checkpoint(batch, checkpoint, entries)?;
+        Ok(written)
+    }
+
+    /// Flushes the memtables of every store and the checkpoint, atomically, so a clean
+    /// shutdown needs no replay. Not called on drop (RocksDB itself flushes on close).
+    pub fn flush(&self) -> Result<(), StateError> {
+        let mut cfs = (0..self.stores.len())
+            .map(|store| self.cf(StoreId(store)))
+            .collect::<Result<Vec<_>, _>>()?;
+        cfs.push(self.meta_cf()?);
+        let mut options = FlushOptions::default();
+        options.set_wait(true);
+        self.db
+            .flush_cfs_opt(&cfs, &options)
+            .map_err(|source| StateError::Flush {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The current value of `key`: the overlay first, then RocksDB.
+    pub fn get_raw(&self, store: StoreId, key: &[u8]) -> Result<Option<Bytes>, StateError> {
+        if let Some(pending) = self.overlay.get(store.0, key) {
+            return Ok(pending.clone());
+        }
+        let cf = self.cf(store)?;
+        let stored = self
+            .db
+            .get_cf(cf, key)
+            .map_err(|source| self.read_error(store, key_string(key), source))?;
+        Ok(stored.map(Bytes::from))
+    }
+
+    /// Every live (key, value) of a store in key order, overlay merged.
+    pub fn scan_all(&self, store: StoreId) -> Result<Vec<(Bytes, Bytes)>, StateError> {
+        self.read_live_range(store, &[], None, false)
+    }
+
+    /// RocksDB's estimates `(estimate-num-keys, estimate-live-data-size)` for a store,
+    /// not counting the overlay.
+    pub fn store_size_estimates(&self, store: StoreId) -> Result<(u64, u64), StateError> {
+        let cf = self.cf(store)?;
+        let property = |name: &'static str| {
+            self.db
+                .property_int_value_cf(cf, name)
+                .map(Option::unwrap_or_default)
+                .map_err(|source| StateError::Property {
+                    path: self.path.clone(),
+                    store: self.store_name(store).to_owned(),
+                    property: name,
+                    source,
+                })
+        };
+        Ok((
+            property("rocksdb.estimate-num-keys")?,
+            property("rocksdb.estimate-live-data-size")?,
+        ))
+    }
+
+    /// Live entries of `store` with `lower <= key < upper` (no upper bound if `None`), in key
+    /// order, the overlay merged over RocksDB. `fill_cache: false` keeps a one-off full scan
+    /// from evicting the working set.
+    pub(crate) fn read_live_range(
+        &self,
+        store: StoreId,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        fill_cache: bool,
+    ) -> Result<Vec<(Bytes, Bytes)>, StateError> {
+        let cf = self.cf(store)?;
+        let mut options = ReadOptions::default();
+        options.fill_cache(fill_cache);
+        options.set_iterate_lower_bound(lower);
+        if let Some(upper) = upper {
+            options.set_iterate_upper_bound(upper);
+        }
+        let stored = self
+            .db
+            .iterator_cf_opt(cf, options, IteratorMode::From(lower, Direction::Forward))
+            .map(|entry| entry.map(|(k, v)| (Bytes::from(k), Bytes::from(v))));
+        merge_live(stored, self.overlay.range(store.0, lower, upper)).map_err(|source| {
+            let range = match upper {
+                Some(upper) => format!("range [{}, {})", KeyDisplay(lower), KeyDisplay(upper)),
+                None => format!("range [{}, end)", KeyDisplay(lower)),
+            };
+            self.read_error(store, range, source)
+        })
+    }
+
+    fn write_with_checkpoint(
+        &self,
+        mut batch: WriteBatch,
+        checkpoint: &Checkpoint,
+        entries: usize,
+    ) -> Result<(), StateError> {
+        batch.put_cf(self.meta_cf()?, CHECKPOINT_KEY, checkpoint.encode());
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(|source| StateError::Write {
+                path: self.path.clone(),
+                entries,
+                source,
+            })
+    }
+
+    fn cf(&self, store: StoreId) -> Result<&ColumnFamily, StateError> {
+        let name = self.store_name(store);
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StateError::MissingColumnFamily {
+                path: self.path.clone(),
+                store: name.to_owned(),
+            })
+    }
+
+    fn meta_cf(&self) -> Result<&ColumnFamily, StateError> {
+        self.db
+            .cf_handle(META_CF)
+            .ok_or_else(|| StateError::MissingColumnFamily {
+                path: self.path.clone(),
+                store: META_CF.to_owned(),
+            })
+    }
+
+    fn read_error(&self, store: StoreId, key: String, source: rocksdb::Error) -> StateError {
+        StateError::Read {
+            path: self.path.clone(),
+            store: self.store_name(store).to_owned(),
+            key,
+            source,
+        }
+    }
+}
+
+impl fmt::Debug for TaskDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskDb")
+            .field("path", &self.path)
+            .field("stores", &self.stores)
+            .field("pending", &self.overlay.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds a put (or a delete for `None`) and returns the bytes it writes.
+fn add_to_batch(
+    batch: &mut WriteBatch,
+    cf: &ColumnFamily,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> u64 {
+    match value {
+        Some(value) => {
+            batch.put_cf(cf, key, value);
+            (key.len() + value.len()) as u64
+        }
+        None => {
+            batch.delete_cf(cf, key);
+            key.len() as u64
+        }
+    }
+}
+
+fn validate_store_names(path: &Path, stores: &[&str]) -> Result<(), StateError> {
+    let mut seen = BTreeSet::new();
+    for name in stores {
+        let reason = if name.is_empty() {
+            "empty"
+        } else if *name == rocksdb::DEFAULT_COLUMN_FAMILY_NAME || *name == META_CF {
+            "reserved"
+        } else if !seen.insert(*name) {
+            "given twice"
+        } else {
+            continue;
+        };
+        return Err(StateError::InvalidStoreName {
+            path: path.to_owned(),
+            name: (*name).to_owned(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
+
+impl TaskDb {
+    /// Live entries of `store` whose key starts with `prefix`, in key order, the overlay
+    /// merged over RocksDB (for read-only replicas, which have no record scope).
+    pub fn scan_prefix_raw(
+        &self,
+        store: StoreId,
+        prefix: &[u8],
+    ) -> Result<Vec<(Bytes, Bytes)>, StateError> {
+        let end = crate::overlay::prefix_end(prefix);
+        self.read_live_range(store, prefix, end.as_deref(), true)
+    }
+}

@@ -1,0 +1,194 @@
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::test_support::{TestResult, encoded, open, resources, run};
+use crate::{Checkpoint, StateError, TaskDb};
+
+fn checkpoint(offset: i64) -> Checkpoint {
+    let mut checkpoint = Checkpoint::default();
+    checkpoint.set("input/core-cmd/3", offset);
+    checkpoint.set("epoch", 7);
+    checkpoint
+}
+
+#[test]
+fn new_db_has_no_checkpoint() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (db, a, b) = open(dir.path())?;
+    assert_eq!(db.checkpoint()?, None);
+    assert_eq!(db.store_names(), ["a", "b"]);
+    assert_eq!((db.store_name(a), db.store_name(b)), ("a", "b"));
+    assert_eq!(db.store_id("c"), None);
+    Ok(())
+}
+
+#[test]
+fn committed_state_survives_flush_and_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let (mut db, a, b) = open(dir.path())?;
+        let mut record = db.record();
+        record.put(a, b"k", &run("v"));
+        record.put(b, b"k2", &run("w"));
+        record.finish()?;
+        let written = db.commit_pending(&checkpoint(10))?;
+        assert_eq!(
+            written,
+            (1 + encoded("v").len() + 2 + encoded("w").len()) as u64
+        );
+        assert_eq!(db.pending_len(), 0);
+        db.flush()?;
+        let (keys, _) = db.store_size_estimates(a)?;
+        assert_eq!(keys, 1);
+    }
+    let (db, a, b) = open(dir.path())?;
+    assert_eq!(db.checkpoint()?, Some(checkpoint(10)));
+    assert_eq!(db.get_raw(a, b"k")?, Some(encoded("v")));
+    assert_eq!(db.get_raw(b, b"k2")?, Some(encoded("w")));
+    Ok(())
+}
+
+#[test]
+fn committed_state_survives_close_without_flush() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let (mut db, a, _) = open(dir.path())?;
+        let mut record = db.record();
+        record.put(a, b"k", &run("v"));
+        record.finish()?;
+        db.commit_pending(&checkpoint(3))?;
+    }
+    let (db, a, _) = open(dir.path())?;
+    assert_eq!(db.checkpoint()?, Some(checkpoint(3)));
+    assert_eq!(db.get_raw(a, b"k")?, Some(encoded("v")));
+    Ok(())
+}
+
+#[test]
+fn discarded_changes_are_not_committed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, _) = open(dir.path())?;
+    let mut record = db.record();
+    record.put(a, b"k", &run("v"));
+    record.finish()?;
+    db.discard_pending();
+    assert_eq!(db.pending_len(), 0);
+    assert_eq!(db.commit_pending(&checkpoint(1))?, 0);
+    assert_eq!(db.get_raw(a, b"k")?, None);
+    assert_eq!(db.checkpoint()?, Some(checkpoint(1)));
+    Ok(())
+}
+
+#[test]
+fn restored_changes_are_applied_in_bulk() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, b) = open(dir.path())?;
+    let mut expected: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    let key = |i: u32| Bytes::from(format!("key/{i:08}"));
+    for chunk in 0..4u32 {
+        let mut changes = Vec::new();
+        for i in chunk * 25_000..(chunk + 1) * 25_000 {
+            let value = Bytes::from(format!("value {i} of chunk {chunk}"));
+            expected.insert(key(i), value.clone());
+            changes.push((a, key(i), Some(value)));
+        }
+        // Each later chunk deletes some keys of the first and rewrites others.
+        if chunk > 0 {
+            for i in (chunk..25_000).step_by(97) {
+                expected.remove(&key(i));
+                changes.push((a, key(i), None));
+            }
+            let value = Bytes::from(format!("rewritten in {chunk}"));
+            expected.insert(key(chunk), value.clone());
+            changes.push((a, key(chunk), Some(value)));
+        }
+        db.apply_restored(changes, &checkpoint(i64::from(chunk)))?;
+    }
+    db.apply_restored(
+        [(b, key(1), Some(Bytes::from_static(b"b")))],
+        &checkpoint(4),
+    )?;
+    let scanned: BTreeMap<Bytes, Bytes> = db.scan_all(a)?.into_iter().collect();
+    assert_eq!(scanned.len(), expected.len());
+    assert!(scanned == expected);
+    assert_eq!(db.scan_all(b)?.len(), 1);
+    assert_eq!(db.checkpoint()?, Some(checkpoint(4)));
+    Ok(())
+}
+
+#[test]
+fn restore_refuses_pending_changes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, _) = open(dir.path())?;
+    let mut record = db.record();
+    record.put(a, b"k", &run("v"));
+    record.finish()?;
+    let result = db.apply_restored([], &checkpoint(0));
+    assert!(
+        matches!(result, Err(StateError::PendingChanges { pending: 1, .. })),
+        "{result:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn unknown_column_family_is_named() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    drop(open(dir.path())?);
+    let err = match TaskDb::open(dir.path(), &["a"], &resources()) {
+        Err(err) => err,
+        Ok(db) => return Err(format!("opened {db:?}").into()),
+    };
+    assert!(
+        matches!(&err, StateError::UnknownColumnFamilies { names, .. } if names == &["b"]),
+        "{err}"
+    );
+    assert!(err.to_string().contains(": b"), "{err}");
+    // Adding a store to an existing db is fine.
+    let db = TaskDb::open(dir.path(), &["a", "b", "c"], &resources())?;
+    assert_eq!(db.store_names(), ["a", "b", "c"]);
+    Ok(())
+}
+
+#[test]
+fn invalid_store_names_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for stores in [&["a", "a"][..], &["default"], &[""], &["__weir_meta"]] {
+        let result = TaskDb::open(dir.path(), stores, &resources());
+        assert!(
+            matches!(result, Err(StateError::InvalidStoreName { .. })),
+            "{stores:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn destroy_removes_the_directory() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("task-0");
+    drop(open(&path)?);
+    assert!(path.exists());
+    TaskDb::destroy(&path)?;
+    assert!(!path.exists());
+    TaskDb::destroy(&path)?;
+    let (db, _, _) = open(&path)?;
+    assert_eq!(db.checkpoint()?, None);
+    Ok(())
+}
+
+#[test]
+fn task_dbs_share_resources_and_move_between_threads() -> TestResult {
+    fn assert_send<T: Send>() {}
+    assert_send::<TaskDb>();
+    let dir = tempfile::tempdir()?;
+    let resources = resources();
+    let first = TaskDb::open(&dir.path().join("0"), &["s"], &resources)?;
+    let second = TaskDb::open(&dir.path().join("1"), &["s"], &resources)?;
+    std::thread::spawn(move || drop(first))
+        .join()
+        .map_err(|_| "thread panicked")?;
+    drop(second);
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! weir's stream-processing runtime, built by hand in the shape of Kafka Streams.
+//!
+//! A [`Topology`] names source topics, stores and processors. The [`Runtime`] runs one
+//! task per source partition this instance owns; each task keeps its stores in its own
+//! RocksDB and logs every change to its partition of the store's changelog, committing
+//! by the protocol in [`task::stream_task`] so that state is exactly-once and outputs
+//! at-least-once (with a `weir-id` header to drop redeliveries). [`driver`] runs the
+//! same processing without a broker, for unit tests.
+//!
+//! This crate knows nothing of workflows, tenants or flows; `weir-processor` builds
+//! those on it.
+
+pub mod assignment;
+mod changelog;
+pub mod config;
+pub mod context;
+pub mod driver;
+pub mod error;
+pub mod global;
+pub mod kafka;
+pub mod metrics;
+pub mod processor;
+pub mod runtime;
+pub mod store;
+pub mod task;
+mod timers;
+pub mod topology;
+
+pub use assignment::{PartitionAssignor, StaticAssignor};
+pub use config::RuntimeConfig;
+pub use context::ProcessorContext;
+pub use driver::TopologyTestDriver;
+pub use error::RuntimeError;
+pub use processor::{InputRecord, OutputRecord, ProcessingError, Processor};
+pub use runtime::{RunningRuntime, Runtime};
+pub use store::{GlobalStoreHandle, StoreHandle};
+pub use topology::{SourceTopic, Topology, TopologyError};

@@ -1,0 +1,115 @@
+//! The record collector: produces records grouped by topic partition, every partition
+//! at once and each partition's records in order, in chunks the broker accepts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::future::try_join_all;
+
+use crate::kafka::{KafkaClient, KafkaError, Record, TopicPartition};
+
+/// Most records in one produce request.
+const CHUNK_RECORDS: usize = 2_000;
+/// Most bytes (approximate) in one produce request, well under Kafka's 1 MiB default.
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// A topic and partition.
+pub(crate) type Destination = (String, i32);
+
+/// Sends records to any partition, reusing a handle per partition.
+#[derive(Debug)]
+pub(crate) struct RecordCollector {
+    client: KafkaClient,
+    partitions: HashMap<Destination, TopicPartition>,
+}
+
+impl RecordCollector {
+    pub(crate) fn new(client: KafkaClient) -> Self {
+        Self {
+            client,
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// Produces every group and waits for all acknowledgements. Returns, per
+    /// destination, the offset of each record in the order given.
+    pub(crate) async fn send(
+        &mut self,
+        groups: &BTreeMap<Destination, Vec<Record>>,
+    ) -> Result<BTreeMap<Destination, Vec<i64>>, KafkaError> {
+        let mut handles = Vec::with_capacity(groups.len());
+        for destination in groups.keys() {
+            handles.push(self.handle(destination).await?);
+        }
+        let sends = groups
+            .iter()
+            .zip(handles)
+            .map(|((destination, records), handle)| async move {
+                let mut offsets = Vec::with_capacity(records.len());
+                for chunk in chunks(records) {
+                    offsets.extend(handle.produce(chunk.to_vec()).await?);
+                }
+                Ok::<_, KafkaError>((destination.clone(), offsets))
+            });
+        Ok(try_join_all(sends).await?.into_iter().collect())
+    }
+
+    async fn handle(&mut self, destination: &Destination) -> Result<TopicPartition, KafkaError> {
+        if let Some(handle) = self.partitions.get(destination) {
+            return Ok(handle.clone());
+        }
+        let handle = self.client.partition(&destination.0, destination.1).await?;
+        self.partitions.insert(destination.clone(), handle.clone());
+        Ok(handle)
+    }
+}
+
+/// Splits records into produce-sized chunks, keeping their order.
+fn chunks(records: &[Record]) -> Vec<&[Record]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, record) in records.iter().enumerate() {
+        let size = record.approximate_size();
+        if i > start && (i - start >= CHUNK_RECORDS || bytes + size > CHUNK_BYTES) {
+            chunks.push(&records[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        chunks.push(&records[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(bytes: usize) -> Record {
+        Record {
+            key: None,
+            value: Some(vec![0; bytes]),
+            headers: BTreeMap::new(),
+            timestamp: chrono::DateTime::from_timestamp_millis(0).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn chunks_respect_count_and_size_and_keep_order() {
+        let many: Vec<Record> = (0..4_500).map(|_| record(10)).collect();
+        let sizes: Vec<usize> = chunks(&many).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![2_000, 2_000, 500]);
+        let big: Vec<Record> = (0..5).map(|_| record(200 * 1024)).collect();
+        let sizes: Vec<usize> = chunks(&big).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        let huge = vec![record(2 * 1024 * 1024)];
+        assert_eq!(
+            chunks(&huge).len(),
+            1,
+            "an oversized record still goes alone"
+        );
+        assert!(chunks(&[]).is_empty());
+    }
+}

@@ -1,0 +1,12 @@
+//! Tasks: one per partition of a sub-topology. [`core`] processes records without I/O;
+//! [`stream_task`] wraps it with fetching, the commit protocol and restore.
+
+pub(crate) mod collector;
+pub(crate) mod core;
+pub(crate) mod restore;
+pub(crate) mod stream_task;
+
+pub use self::core::{
+    ERROR_HEADER, RecordOutcome, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER,
+    SOURCE_TOPIC_HEADER, StampedOutput, WEIR_ID_HEADER, decode_value,
+};
