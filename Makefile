@@ -8,23 +8,27 @@ export CARGO_TARGET_DIR ?= $(WEIR_CACHE_DIR)/target
 BROKER_PORT ?= 9092
 export BROKER_PORT
 
-.PHONY: run test lint unit-and-integration deps broker broker-install broker-stop
+.PHONY: run build test lint unit-and-integration deps broker broker-install broker-stop
 
 ## run: start the local broker and run a round trip of protobuf records through it
-run: deps broker
-	LHS_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BROKER_PORT) cargo run --quiet -p weir-examples --bin roundtrip
+run: deps broker build
+	LHS_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BROKER_PORT) $(CARGO_TARGET_DIR)/debug/roundtrip
+
+## build: everything, with the one target selection every command here uses
+build:
+	cargo build --workspace --all-targets --locked
 
 ## test: formatting, lints, unit and integration tests (the harness starts its own broker)
 test: deps broker-install lint unit-and-integration
 
-# Every cargo command selects `--workspace --all-targets`, so features unify the same
-# way each time and RocksDB's C++ is compiled once, not once per selection.
+# Every cargo command selects `--workspace --all-targets` (never `-p`, `--bin` or
+# `cargo run`), so features unify the same way each time and RocksDB's C++ is compiled
+# once, not once per selection.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-unit-and-integration:
-	cargo build --workspace --all-targets --locked
+unit-and-integration: build
 	cargo test --workspace --all-targets --locked
 
 ## deps: Debian packages the build needs (only the missing ones)

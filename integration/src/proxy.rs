@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -13,6 +13,8 @@ use tokio::sync::watch;
 pub struct TcpProxy {
     address: SocketAddr,
     open: Arc<AtomicBool>,
+    /// Connections being forwarded right now.
+    active: Arc<AtomicUsize>,
     /// Bumped on every cut; connections end when it changes.
     generation: watch::Sender<u64>,
 }
@@ -27,8 +29,10 @@ impl TcpProxy {
             .local_addr()
             .unwrap_or_else(|e| panic!("proxy has no address: {e}"));
         let open = Arc::new(AtomicBool::new(true));
+        let active = Arc::new(AtomicUsize::new(0));
         let (generation, _) = watch::channel(0_u64);
         let accept_open = Arc::clone(&open);
+        let accept_active = Arc::clone(&active);
         let accept_generation = generation.clone();
         tokio::spawn(async move {
             loop {
@@ -41,12 +45,18 @@ impl TcpProxy {
                 }
                 let upstream = upstream.clone();
                 let cut = accept_generation.subscribe();
-                tokio::spawn(forward(client, upstream, cut));
+                let active = Arc::clone(&accept_active);
+                tokio::spawn(async move {
+                    active.fetch_add(1, Ordering::SeqCst);
+                    forward(client, upstream, cut).await;
+                    active.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         Self {
             address,
             open,
+            active,
             generation,
         }
     }
@@ -57,9 +67,12 @@ impl TcpProxy {
     }
 
     /// Drops every connection and refuses new ones until [`TcpProxy::restore`].
-    pub fn cut(&self) {
+    /// Returns how many connections were open (and are now dropped).
+    pub fn cut(&self) -> usize {
         self.open.store(false, Ordering::SeqCst);
+        let open = self.active.load(Ordering::SeqCst);
         self.generation.send_modify(|g| *g += 1);
+        open
     }
 
     /// Accepts connections again.

@@ -1,9 +1,12 @@
 //! What every weir process does at its edges: set up logging, and wait for the signal
 //! to shut down cleanly.
 
-/// Logs to stderr, filtered by `RUST_LOG`, else at `default_level`.
+/// Logs to stderr, filtered by `RUST_LOG`, else at `default_level`; colored only when
+/// stderr is a terminal, so log files and collectors get plain text.
 pub fn init_logging(default_level: &str) {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
