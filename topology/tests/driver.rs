@@ -121,10 +121,12 @@ impl Processor for Settings {
 struct Fixture {
     driver: TopologyTestDriver,
     counts: StoreHandle<i64>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
-fn fixture() -> Fixture {
+/// The scripted processor on `t_core-cmd` (2 partitions) and the settings owner on
+/// `t_meta-cmd` (1 partition), whose store is global.
+fn scripted_topology() -> (Topology, StoreHandle<i64>) {
     let mut topology = Topology::new();
     let counts: StoreHandle<i64> = topology.store("counts").expect("store");
     let settings: StoreHandle<i64> = topology.store("settings").expect("store");
@@ -155,13 +157,30 @@ fn fixture() -> Fixture {
             },
         )
         .expect("meta");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let driver = TopologyTestDriver::new(topology, "t", dir.path()).expect("driver");
+    (topology, counts)
+}
+
+/// The scripted topology on `dir`, or on a fresh temp dir.
+fn fixture_in(dir: Option<&std::path::Path>) -> Fixture {
+    let (topology, counts) = scripted_topology();
+    let own = if dir.is_none() {
+        Some(tempfile::tempdir().expect("temp dir"))
+    } else {
+        None
+    };
+    let path = dir
+        .or(own.as_ref().map(tempfile::TempDir::path))
+        .expect("a directory");
+    let driver = TopologyTestDriver::new(topology, "t", path).expect("driver");
     Fixture {
         driver,
         counts,
-        _dir: dir,
+        _dir: own,
     }
+}
+
+fn fixture() -> Fixture {
+    fixture_in(None)
 }
 
 fn pipe(f: &mut Fixture, partition: i32, key: &str, command: &str) -> RecordOutcome {
@@ -356,4 +375,83 @@ fn topology_mistakes_are_refused_with_their_names() {
             .add_subtopology("c", vec![SourceTopic::new("z", 2)], &["missing"], factory)
             .is_err()
     );
+}
+
+#[test]
+fn timers_are_state_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut before = fixture_in(Some(dir.path()));
+    pipe(&mut before, 0, "t1", "timer:5000");
+    drop(before);
+
+    let mut after = fixture_in(Some(dir.path()));
+    after.driver.advance_wall_clock(6_000).expect("clock");
+    assert_eq!(values(&after, OUT), vec!["fired at 5000"]);
+}
+
+/// Counts records of both its co-partitioned sources in one store.
+struct CountBoth {
+    counts: StoreHandle<i64>,
+}
+
+impl Processor for CountBoth {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        record: &InputRecord,
+    ) -> Result<(), ProcessingError> {
+        let key = record.key.clone().unwrap_or_default();
+        let count = ctx.get(&self.counts, &key)?.unwrap_or(0) + 1;
+        ctx.put(&self.counts, &key, &count)?;
+        ctx.forward(OutputRecord::new(
+            OUT,
+            ctx.partition(),
+            key,
+            format!("{}:{count}", record.topic),
+        ));
+        Ok(())
+    }
+}
+
+#[test]
+fn co_partitioned_sources_share_one_task_and_its_store() {
+    let mut topology = Topology::new();
+    let counts: StoreHandle<i64> = topology.store("both").expect("store");
+    let handle = counts.clone();
+    topology
+        .add_subtopology(
+            "join",
+            vec![
+                SourceTopic::new("t_left", 3),
+                SourceTopic::new("t_right", 3),
+            ],
+            &["both"],
+            move |_| {
+                Box::new(CountBoth {
+                    counts: handle.clone(),
+                })
+            },
+        )
+        .expect("subtopology");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut driver = TopologyTestDriver::new(topology, "t", dir.path()).expect("driver");
+    driver
+        .pipe("t_left", 2, Some(b"k"), Some(b""), &[], 0)
+        .expect("pipe");
+    driver
+        .pipe("t_right", 2, Some(b"k"), Some(b""), &[], 0)
+        .expect("pipe");
+    driver
+        .pipe("t_right", 1, Some(b"k"), Some(b""), &[], 0)
+        .expect("pipe");
+    let outputs: Vec<String> = driver
+        .outputs_to(OUT)
+        .iter()
+        .map(|o| {
+            String::from_utf8_lossy(o.record.value.as_deref().unwrap_or_default()).into_owned()
+        })
+        .collect();
+    assert_eq!(outputs, vec!["t_left:1", "t_right:2", "t_right:1"]);
+    assert_eq!(driver.store_contents(&counts, 2).expect("store")[0].1, 2);
+    assert_eq!(driver.store_contents(&counts, 1).expect("store")[0].1, 1);
 }

@@ -1,4 +1,5 @@
 //! All integration tests, in one test binary so the whole run shares one broker.
 
+mod global;
 mod runtime;
 mod smoke;

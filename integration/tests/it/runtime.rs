@@ -286,6 +286,24 @@ async fn lost_state_directory_is_restored_identically() {
         before,
         "state after a full restore"
     );
+
+    // An unreadable state directory (a corrupt RocksDB manifest pointer) is rebuilt too.
+    let current = setup.state.path().join("count-1").join("CURRENT");
+    std::fs::write(&current, b"garbage\n").unwrap_or_else(|e| panic!("{}: {e}", current.display()));
+    let mut third = setup.start("lost-third", &[]).await;
+    let stderr = wait_for_ready(&mut third, 4).await;
+    assert!(stderr.contains("state directory unreadable"), "{stderr}");
+    third.sigterm();
+    assert!(
+        third.wait_for_exit(WAIT).await.success(),
+        "stderr: {}",
+        third.stderr()
+    );
+    assert_eq!(
+        setup.dump(setup.state.path()).await,
+        before,
+        "state after rebuilding a corrupt directory"
+    );
 }
 
 #[tokio::test]
