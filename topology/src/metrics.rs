@@ -108,6 +108,9 @@ impl TaskMetrics {
     pub(crate) fn new(task: &str) -> Self {
         let task_label = task.to_owned();
         let errors = |kind: &'static str| counter!(PROCESSING_ERRORS, "task" => task_label.clone(), "kind" => kind);
+        let restore_remaining = gauge!(RESTORE_REMAINING, "task" => task_label.clone());
+        // A task that is not restoring has nothing left to restore: 0, never absent or -1.
+        restore_remaining.set(0.0);
         Self {
             task: task.to_owned(),
             records_processed: counter!(RECORDS_PROCESSED, "task" => task_label.clone()),
@@ -119,7 +122,7 @@ impl TaskMetrics {
             commit_latency: histogram!(COMMIT_LATENCY, "task" => task_label.clone()),
             commit_batch_records: histogram!(COMMIT_BATCH_RECORDS, "task" => task_label.clone()),
             restore_records: counter!(RESTORE_RECORDS, "task" => task_label.clone()),
-            restore_remaining: gauge!(RESTORE_REMAINING, "task" => task_label.clone()),
+            restore_remaining,
             store_gets: counter!(STORE_GETS, "task" => task_label.clone()),
             store_puts: counter!(STORE_PUTS, "task" => task_label.clone()),
             store_bytes_written: counter!(STORE_BYTES_WRITTEN, "task" => task_label),
