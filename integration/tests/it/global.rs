@@ -124,18 +124,35 @@ async fn tasks_on_every_partition_read_the_global_store() {
         for partition in 0..READERS {
             produce(&client, &reads, partition, "limit", "").await;
         }
+        let per_partition = |seen: &[weir_integration::ConsumedRecord]| {
+            let mut by_partition: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
+            for record in seen {
+                let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
+                    .into_owned();
+                by_partition
+                    .entry(record.partition)
+                    .or_default()
+                    .push(value);
+            }
+            by_partition
+        };
         let answers = consume_until(
             &client,
             &output,
             READERS,
             WAIT,
             "an answer per partition",
-            |seen| seen.len() >= READERS as usize * round,
+            |seen| {
+                let by_partition = per_partition(seen);
+                by_partition.len() == READERS as usize
+                    && by_partition.values().all(|v| v.len() >= round)
+            },
         )
         .await;
-        let latest: Vec<String> = answers[answers.len() - READERS as usize..]
-            .iter()
-            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        // Each partition's answer to this round is its latest record.
+        let latest: Vec<String> = per_partition(&answers)
+            .into_values()
+            .map(|v| v.last().cloned().unwrap_or_default())
             .collect();
         assert_eq!(latest, vec![value; READERS as usize], "round {round}");
     }
