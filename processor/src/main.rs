@@ -47,6 +47,14 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`weir topics tail | head`): not an error.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             // One line a person can act on: the error and its causes, no backtrace.
             let _ = writeln!(std::io::stderr(), "weir: {error:#}");
