@@ -8,3 +8,4 @@
 pub mod cli;
 pub mod config;
 pub mod lifecycle;
+pub mod metadata;
