@@ -5,6 +5,7 @@
 //! and flows are added here as they are built; the runtime underneath never learns of
 //! them.
 
+pub mod builder;
 pub mod cli;
 pub mod config;
 pub mod lifecycle;
