@@ -30,6 +30,7 @@ lint:
 
 unit-and-integration: build
 	cargo test --workspace --all-targets --locked
+	cargo test --workspace --doc --locked
 
 ## deps: Debian packages the build needs (only the missing ones)
 deps:
