@@ -1,5 +1,6 @@
-//! Metadata rules of the workflow core that need no I/O: whether a spec holds
-//! together, and how a put relates to the versions already stored.
+//! Rules of the workflow core that need no I/O: whether a spec holds together, how a
+//! put relates to the versions already stored, and what edges do with values.
 
 pub mod validation;
+pub mod values;
 pub mod versioning;
