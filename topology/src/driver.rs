@@ -94,18 +94,10 @@ impl TopologyTestDriver {
         for (index, sub) in topology.subtopologies.iter().enumerate() {
             for partition in 0..sub.partitions() {
                 let id = format!("{}-{partition}", sub.name);
-                let mut names: Vec<String> = sub
-                    .stores
-                    .iter()
-                    .map(|&i| topology.stores[i].name.to_string())
-                    .collect();
-                names.push(sub.timer_store_name());
+                let names = topology.task_store_names(sub);
                 let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
                 let db = TaskDb::open(&state_dir.join(&id), &name_refs, &resources)?;
-                let mut store_ids = vec![None; topology.stores.len()];
-                for &i in &sub.stores {
-                    store_ids[i] = db.store_id(&topology.stores[i].name);
-                }
+                let store_ids = topology.store_ids(sub, &db);
                 let timer_store = db
                     .store_id(&sub.timer_store_name())
                     .ok_or_else(|| RuntimeError::Internal("timer store missing".to_owned()))?;

@@ -25,6 +25,18 @@ pub enum RuntimeError {
         partition: i32,
         reason: String,
     },
+    /// The local checkpoint is past the end of its changelog: the changelog was deleted
+    /// or truncated, so the local state cannot be trusted against it.
+    #[error(
+        "task {task}: state checkpointed at offset {checkpoint} of {topic}/{partition}, past its end {end}: the changelog was deleted or truncated"
+    )]
+    CheckpointPastChangelog {
+        task: String,
+        topic: String,
+        partition: i32,
+        checkpoint: i64,
+        end: i64,
+    },
     /// A topic weir needs is missing and creating topics is switched off.
     #[error(
         "topic {topic} does not exist and LHS_SHOULD_CREATE_TOPICS is false; create it with {partitions} partitions or enable topic creation"

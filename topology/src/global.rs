@@ -21,6 +21,7 @@ use crate::changelog::{self, BatchAssembler};
 use crate::error::RuntimeError;
 use crate::kafka::{KafkaClient, TopicPartition};
 use crate::processor::ProcessingError;
+use crate::state_dir;
 use crate::store::GlobalStoreHandle;
 
 /// Checkpoint name of a replica's changelog position.
@@ -63,7 +64,12 @@ impl GlobalStores {
         let mut replicas = Vec::new();
         for (name, changelog_topic) in stores {
             let path = dir.join(format!("global-{name}"));
-            let db = open_or_reset(&path, name, resources)?;
+            let db = state_dir::open_or_rebuild(
+                &format!("global store {name}"),
+                &path,
+                &[name],
+                resources,
+            )?;
             let store = db
                 .store_id(name)
                 .ok_or_else(|| RuntimeError::Internal(format!("global store {name} missing")))?;
@@ -237,21 +243,6 @@ async fn pause(stop: &mut watch::Receiver<bool>) {
     tokio::select! {
         () = tokio::time::sleep(Duration::from_secs(1)) => {}
         _ = stop.changed() => {}
-    }
-}
-
-fn open_or_reset(
-    path: &Path,
-    name: &str,
-    resources: &StateResources,
-) -> Result<TaskDb, RuntimeError> {
-    match TaskDb::open(path, &[name], resources) {
-        Ok(db) => Ok(db),
-        Err(e) => {
-            tracing::warn!(store = name, path = %path.display(), error = %e, "global replica unreadable; rebuilding it from its changelog");
-            TaskDb::destroy(path)?;
-            Ok(TaskDb::open(path, &[name], resources)?)
-        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod processor;
 pub mod runtime;
+mod state_dir;
 pub mod store;
 pub mod task;
 mod timers;

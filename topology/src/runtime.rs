@@ -66,13 +66,7 @@ impl Runtime {
                 }
                 topics.push(spec);
             }
-            let mut stores: Vec<String> = sub
-                .stores
-                .iter()
-                .map(|&i| self.topology.stores[i].name.to_string())
-                .collect();
-            stores.push(sub.timer_store_name());
-            for store in stores {
+            for store in self.topology.task_store_names(sub) {
                 topics.push(
                     TopicSpec::new(
                         Topology::changelog_topic(&config.cluster_id, &store),

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use weir_state::{StoreId, TaskDb};
+
 use crate::kafka::TopicSpec;
 use crate::processor::Processor;
 use crate::store::{GlobalStoreHandle, StoreHandle};
@@ -225,6 +227,27 @@ impl Topology {
             }
         }
         Ok(())
+    }
+
+    /// The stores each task of `sub` holds: the sub-topology's own, then its timer store.
+    pub(crate) fn task_store_names(&self, sub: &SubTopology) -> Vec<String> {
+        let mut names: Vec<String> = sub
+            .stores
+            .iter()
+            .map(|&i| self.stores[i].name.to_string())
+            .collect();
+        names.push(sub.timer_store_name());
+        names
+    }
+
+    /// For each of the topology's stores, its id in a task db of `sub` (`None` for the
+    /// stores other sub-topologies own), indexed like the store handles.
+    pub(crate) fn store_ids(&self, sub: &SubTopology, db: &TaskDb) -> Vec<Option<StoreId>> {
+        let mut ids = vec![None; self.stores.len()];
+        for &index in &sub.stores {
+            ids[index] = db.store_id(&self.stores[index].name);
+        }
+        ids
     }
 
     /// The changelog topic of a store: `{cluster}_{store}-changelog`.

@@ -80,52 +80,27 @@ pub fn mutate(
     let value = match operation {
         VariableMutationType::Assign => return Ok(rhs.clone()),
         VariableMutationType::Add => match (left, right) {
-            (Some(Value::Int(a)), Some(Value::Int(b))) => {
-                Value::Int(a.checked_add(*b).ok_or(ValueError::Overflow("add"))?)
-            }
             (Some(Value::Str(a)), Some(Value::Str(b))) => Value::Str(format!("{a}{b}")),
-            (
-                Some(a @ (Value::Int(_) | Value::Double(_))),
-                Some(b @ (Value::Int(_) | Value::Double(_))),
-            ) => Value::Double(as_f64(a) + as_f64(b)),
-            _ => return Err(incompatible("add")),
+            _ => arithmetic("add", left, right, i64::checked_add, |a, b| a + b)
+                .ok_or_else(|| incompatible("add"))??,
         },
-        VariableMutationType::Subtract => match (left, right) {
-            (Some(Value::Int(a)), Some(Value::Int(b))) => {
-                Value::Int(a.checked_sub(*b).ok_or(ValueError::Overflow("subtract"))?)
+        VariableMutationType::Subtract => {
+            arithmetic("subtract", left, right, i64::checked_sub, |a, b| a - b)
+                .ok_or_else(|| incompatible("subtract"))??
+        }
+        VariableMutationType::Multiply => {
+            arithmetic("multiply", left, right, i64::checked_mul, |a, b| a * b)
+                .ok_or_else(|| incompatible("multiply"))??
+        }
+        VariableMutationType::Divide => {
+            if right
+                .is_some_and(|r| matches!(r, Value::Int(_) | Value::Double(_)) && as_f64(r) == 0.0)
+            {
+                return Err(ValueError::DivisionByZero);
             }
-            (
-                Some(a @ (Value::Int(_) | Value::Double(_))),
-                Some(b @ (Value::Int(_) | Value::Double(_))),
-            ) => Value::Double(as_f64(a) - as_f64(b)),
-            _ => return Err(incompatible("subtract")),
-        },
-        VariableMutationType::Multiply => match (left, right) {
-            (Some(Value::Int(a)), Some(Value::Int(b))) => {
-                Value::Int(a.checked_mul(*b).ok_or(ValueError::Overflow("multiply"))?)
-            }
-            (
-                Some(a @ (Value::Int(_) | Value::Double(_))),
-                Some(b @ (Value::Int(_) | Value::Double(_))),
-            ) => Value::Double(as_f64(a) * as_f64(b)),
-            _ => return Err(incompatible("multiply")),
-        },
-        VariableMutationType::Divide => match (left, right) {
-            (Some(Value::Int(_)), Some(Value::Int(0))) => return Err(ValueError::DivisionByZero),
-            (Some(Value::Int(a)), Some(Value::Int(b))) => {
-                Value::Int(a.checked_div(*b).ok_or(ValueError::Overflow("divide"))?)
-            }
-            (
-                Some(a @ (Value::Int(_) | Value::Double(_))),
-                Some(b @ (Value::Int(_) | Value::Double(_))),
-            ) => {
-                if as_f64(b) == 0.0 {
-                    return Err(ValueError::DivisionByZero);
-                }
-                Value::Double(as_f64(a) / as_f64(b))
-            }
-            _ => return Err(incompatible("divide")),
-        },
+            arithmetic("divide", left, right, i64::checked_div, |a, b| a / b)
+                .ok_or_else(|| incompatible("divide"))??
+        }
         VariableMutationType::Extend => match (left, right) {
             (Some(Value::Str(a)), Some(Value::Str(b))) => Value::Str(format!("{a}{b}")),
             (Some(Value::Bytes(a)), Some(Value::Bytes(b))) => {
@@ -141,6 +116,28 @@ pub fn mutate(
         }
     };
     Ok(VariableValue { value: Some(value) })
+}
+
+/// `left op right` for numbers: exact for two integers (overflow is an error), in
+/// doubles when either side is one; `None` when a side is not a number.
+fn arithmetic(
+    name: &'static str,
+    left: Option<&Value>,
+    right: Option<&Value>,
+    integers: fn(i64, i64) -> Option<i64>,
+    doubles: fn(f64, f64) -> f64,
+) -> Option<Result<Value, ValueError>> {
+    match (left?, right?) {
+        (Value::Int(a), Value::Int(b)) => Some(
+            integers(*a, *b)
+                .map(Value::Int)
+                .ok_or(ValueError::Overflow(name)),
+        ),
+        (a @ (Value::Int(_) | Value::Double(_)), b @ (Value::Int(_) | Value::Double(_))) => {
+            Some(Ok(Value::Double(doubles(as_f64(a), as_f64(b)))))
+        }
+        _ => None,
+    }
 }
 
 fn as_f64(value: &Value) -> f64 {

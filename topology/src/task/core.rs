@@ -175,16 +175,19 @@ impl TaskCore {
                 .changes
                 .insert((change.store, change.key), change.value);
         }
-        let position = record.position();
-        for (n, mut output) in outputs.into_iter().enumerate() {
-            output.headers.insert(
-                WEIR_ID_HEADER.to_owned(),
-                Bytes::from(format!("{position}:{n}")),
-            );
-            self.batch.outputs.push(StampedOutput {
-                record: output,
-                timestamp_ms: record.timestamp_ms,
-            });
+        if !outputs.is_empty() {
+            // Formatted only for records that forward something.
+            let position = record.position();
+            for (n, mut output) in outputs.into_iter().enumerate() {
+                output.headers.insert(
+                    WEIR_ID_HEADER.to_owned(),
+                    Bytes::from(format!("{position}:{n}")),
+                );
+                self.batch.outputs.push(StampedOutput {
+                    record: output,
+                    timestamp_ms: record.timestamp_ms,
+                });
+            }
         }
         Ok(RecordOutcome::Processed)
     }

@@ -77,13 +77,12 @@ pub(crate) async fn restore(
         };
         let end = handle.high_watermark().await?;
         if start > end {
-            return Err(RuntimeError::Changelog {
+            return Err(RuntimeError::CheckpointPastChangelog {
                 task: task.to_owned(),
                 topic: handle.topic().to_owned(),
                 partition: handle.partition(),
-                reason: format!(
-                    "the state directory was checkpointed at offset {start}, past the changelog's end {end}: the changelog was deleted or truncated"
-                ),
+                checkpoint: start,
+                end,
             });
         }
         remaining += end - start;

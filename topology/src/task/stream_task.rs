@@ -14,9 +14,10 @@ use crate::changelog::{self, BatchId};
 use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
 use crate::global::GlobalStores;
-use crate::kafka::{KafkaClient, Record, RecordAndOffset, TopicPartition};
+use crate::kafka::{KafkaClient, KafkaError, Record, RecordAndOffset, TopicPartition};
 use crate::metrics::TaskMetrics;
 use crate::processor::{InputRecord, ProcessingError};
+use crate::state_dir;
 use crate::task::collector::{Destination, RecordCollector};
 use crate::task::core::{Batch, TaskCore, TaskCoreParts};
 use crate::task::restore::{self, Restored, StoreChanges};
@@ -51,6 +52,9 @@ pub(crate) struct StreamTask {
     collector: RecordCollector,
     client: KafkaClient,
     globals: GlobalStores,
+    /// Handles on the global stores' changelogs, opened on first use and kept, so a
+    /// batch's catch-up costs one fetch, not a metadata lookup.
+    global_changelogs: Vec<Option<TopicPartition>>,
     epoch: u64,
     batch_number: u64,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -72,17 +76,11 @@ impl StreamTask {
     ) -> Result<Self, RuntimeError> {
         let id = format!("{}-{partition}", subtopology.name);
         let path = config.state_dir.join(&id);
-        let timer_store = subtopology.timer_store_name();
-        let mut store_names: Vec<String> = subtopology
-            .stores
-            .iter()
-            .map(|&i| topology.stores[i].name.to_string())
-            .collect();
-        store_names.push(timer_store.clone());
+        let store_names = topology.task_store_names(subtopology);
         let names: Vec<&str> = store_names.iter().map(String::as_str).collect();
         let metrics = TaskMetrics::new(&id);
 
-        let mut db = open_db(&id, &path, &names, resources)?;
+        let mut db = state_dir::open_or_rebuild(&id, &path, &names, resources)?;
         let mut changelogs = BTreeMap::new();
         for name in &store_names {
             let store = store_id(&db, name)?;
@@ -90,22 +88,17 @@ impl StreamTask {
             changelogs.insert(store, client.partition(&topic, partition).await?);
         }
         let restored = match restore::restore(&id, &mut db, &changelogs, &metrics).await {
-            Err(RuntimeError::Changelog { reason, .. })
-                if reason.contains("checkpointed at offset") =>
-            {
-                tracing::warn!(task = %id, %reason, "discarding local state and restoring from the changelog");
+            Err(error @ RuntimeError::CheckpointPastChangelog { .. }) => {
+                tracing::warn!(task = %id, %error, "discarding local state and restoring from the changelog");
                 drop(db);
                 TaskDb::destroy(&path)?;
-                db = open_db(&id, &path, &names, resources)?;
+                db = state_dir::open_or_rebuild(&id, &path, &names, resources)?;
                 restore::restore(&id, &mut db, &changelogs, &metrics).await?
             }
             other => other?,
         };
 
-        let mut store_ids = vec![None; topology.stores.len()];
-        for &index in &subtopology.stores {
-            store_ids[index] = Some(store_id(&db, &topology.stores[index].name)?);
-        }
+        let store_ids = topology.store_ids(subtopology, &db);
         let mut sources = Vec::new();
         for source in &subtopology.sources {
             let handle = client.partition(&source.topic, partition).await?;
@@ -121,7 +114,7 @@ impl StreamTask {
             });
         }
         let timer_topic = Arc::clone(&sources[0].topic);
-        let timer_store = store_id(&db, &timer_store)?;
+        let timer_store = store_id(&db, &subtopology.timer_store_name())?;
         let Restored {
             checkpoint,
             epoch,
@@ -149,6 +142,7 @@ impl StreamTask {
             checkpoint,
             collector: RecordCollector::new(client.clone()),
             client,
+            global_changelogs: vec![None; globals.replicas().len()],
             globals,
             epoch,
             batch_number: 0,
@@ -444,8 +438,9 @@ impl StreamTask {
     /// Waits until every global replica has read its changelog up to the high watermark
     /// seen now (the guarantee documented in [`crate::global`]).
     async fn catch_up_globals(&mut self) {
-        for replica in self.globals.replicas() {
-            let end = match self.client.partition(&replica.changelog_topic, 0).await {
+        let globals = self.globals.clone();
+        for (index, replica) in globals.replicas().iter().enumerate() {
+            let end = match self.global_changelog(index, &replica.changelog_topic).await {
                 Ok(handle) => handle.high_watermark().await,
                 Err(e) => Err(e),
             };
@@ -464,21 +459,19 @@ impl StreamTask {
             }
         }
     }
-}
 
-fn open_db(
-    task: &str,
-    path: &std::path::Path,
-    stores: &[&str],
-    resources: &StateResources,
-) -> Result<TaskDb, RuntimeError> {
-    match TaskDb::open(path, stores, resources) {
-        Ok(db) => Ok(db),
-        Err(error) => {
-            tracing::warn!(task, path = %path.display(), %error, "state directory unreadable; restoring from the changelog");
-            TaskDb::destroy(path)?;
-            Ok(TaskDb::open(path, stores, resources)?)
+    /// The handle on global store `index`'s changelog, opened once.
+    async fn global_changelog(
+        &mut self,
+        index: usize,
+        topic: &str,
+    ) -> Result<TopicPartition, KafkaError> {
+        if let Some(handle) = &self.global_changelogs[index] {
+            return Ok(handle.clone());
         }
+        let handle = self.client.partition(topic, 0).await?;
+        self.global_changelogs[index] = Some(handle.clone());
+        Ok(handle)
     }
 }
 
