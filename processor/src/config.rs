@@ -41,6 +41,8 @@ pub struct WeirConfig {
     pub instance_count: u32,
     /// `LHS_SHOULD_CREATE_TOPICS`: create missing topics at start (else fail naming them).
     pub create_topics: bool,
+    /// `LHS_CLUSTER_PARTITIONS`: partitions of `core-cmd`, and so of every task queue.
+    pub cluster_partitions: i32,
 }
 
 impl WeirConfig {
@@ -99,6 +101,19 @@ impl WeirConfig {
                 value: format!("{instance_id} (with LHS_INSTANCE_COUNT={instance_count})"),
             });
         }
+        let cluster_partitions: i32 = parse(
+            &lookup,
+            "LHS_CLUSTER_PARTITIONS",
+            12,
+            "a positive number of partitions",
+        )?;
+        if cluster_partitions < 1 {
+            return Err(ConfigError {
+                variable: "LHS_CLUSTER_PARTITIONS",
+                expected: "a positive number of partitions",
+                value: cluster_partitions.to_string(),
+            });
+        }
         let create_topics = match string("LHS_SHOULD_CREATE_TOPICS", "true")
             .to_ascii_lowercase()
             .as_str()
@@ -126,6 +141,7 @@ impl WeirConfig {
             instance_id,
             instance_count,
             create_topics,
+            cluster_partitions,
         })
     }
 
