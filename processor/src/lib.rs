@@ -9,6 +9,7 @@ pub mod builder;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod inspect;
 pub mod lifecycle;
 pub mod metadata;
 pub mod topics;

@@ -28,6 +28,7 @@ mod timers;
 pub mod topology;
 
 pub use assignment::{PartitionAssignor, StaticAssignor};
+pub use changelog::read_committed;
 pub use config::RuntimeConfig;
 pub use context::ProcessorContext;
 pub use driver::TopologyTestDriver;
