@@ -36,13 +36,21 @@ pub async fn wf_runs(
 ) -> Result<BTreeMap<String, RunSnapshot>, KafkaError> {
     let prefix = keys::tenant_prefix(tenant);
     let runs = read_store(client, cluster_id, store_names::WF_RUNS, topics.partitions).await?;
-    let variables = read_store(client, cluster_id, store_names::VARIABLES, topics.partitions).await?;
+    let variables = read_store(
+        client,
+        cluster_id,
+        store_names::VARIABLES,
+        topics.partitions,
+    )
+    .await?;
     let mut snapshots = BTreeMap::new();
     for (key, bytes) in runs {
         if !key.starts_with(&prefix) {
             continue;
         }
-        let Ok(wf_run) = WfRun::decode(bytes.as_slice()) else { continue };
+        let Ok(wf_run) = WfRun::decode(bytes.as_slice()) else {
+            continue;
+        };
         let id = wf_run.id.as_ref().map(|i| i.id.clone()).unwrap_or_default();
         snapshots.insert(
             id,
@@ -56,11 +64,17 @@ pub async fn wf_runs(
         if !key.starts_with(&prefix) {
             continue;
         }
-        let Ok(variable) = Variable::decode(bytes.as_slice()) else { continue };
+        let Ok(variable) = Variable::decode(bytes.as_slice()) else {
+            continue;
+        };
         let Some(id) = variable.id.as_ref().filter(|id| id.thread_run_number == 0) else {
             continue;
         };
-        let run_id = id.wf_run_id.as_ref().map(|w| w.id.clone()).unwrap_or_default();
+        let run_id = id
+            .wf_run_id
+            .as_ref()
+            .map(|w| w.id.clone())
+            .unwrap_or_default();
         if let Some(snapshot) = snapshots.get_mut(&run_id) {
             snapshot
                 .variables

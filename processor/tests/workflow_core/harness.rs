@@ -28,6 +28,8 @@ pub(crate) struct Core {
     pub(crate) topics: CoreTopics,
     pub(crate) now_ms: i64,
     next_command: u64,
+    /// Id of the last execution command sent.
+    last_sent: String,
     _dir: tempfile::TempDir,
 }
 
@@ -60,6 +62,7 @@ impl Core {
             topics,
             now_ms: 1_700_000_000_000,
             next_command: 0,
+            last_sent: String::new(),
             _dir: dir,
         }
     }
@@ -69,6 +72,11 @@ impl Core {
         format!("cmd-{}", self.next_command)
     }
 
+    /// The answer to the last execution command sent, once there is one.
+    pub(crate) fn answer_to_last(&self) -> Option<CommandResult> {
+        self.result_of(&self.last_sent)
+    }
+
     fn result_of(&self, command_id: &str) -> Option<CommandResult> {
         self.driver
             .outputs_to(&self.topics.command_results())
@@ -76,8 +84,7 @@ impl Core {
             .filter_map(|o| {
                 CommandResult::decode(o.record.value.as_deref().unwrap_or_default()).ok()
             })
-            .filter(|r| r.command_id == command_id)
-            .last()
+            .rfind(|r| r.command_id == command_id)
     }
 
     /// Puts metadata in `tenant` and returns the answer.
@@ -127,6 +134,7 @@ impl Core {
             time: Some(weir_proto::timestamp::from_millis(self.now_ms)),
             command: Some(kind),
         };
+        self.last_sent.clone_from(&command_id);
         self.send_raw(tenant, key, &command.encode_to_vec());
         self.result_of(&command_id)
     }
@@ -235,16 +243,20 @@ impl Core {
     }
 
     /// The latest scheduled attempt of `task_def` for `wf_run`.
-    pub(crate) fn last_scheduled(&self, tenant: &str, task_def: &str, wf_run: &str) -> ScheduledTask {
+    pub(crate) fn last_scheduled(
+        &self,
+        tenant: &str,
+        task_def: &str,
+        wf_run: &str,
+    ) -> ScheduledTask {
         self.scheduled(tenant, task_def)
             .into_iter()
-            .filter(|t| {
+            .rfind(|t| {
                 t.task_run_id
                     .as_ref()
                     .and_then(|i| i.wf_run_id.as_ref())
                     .is_some_and(|w| w.id == wf_run)
             })
-            .last()
             .unwrap_or_else(|| panic!("no {task_def} task scheduled for {wf_run}"))
     }
 

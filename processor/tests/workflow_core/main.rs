@@ -441,15 +441,51 @@ fn text_inputs_are_read_as_the_declared_type_and_required_ones_enforced() {
 }
 
 #[test]
-fn an_unknown_spec_is_refused_after_waiting_for_metadata() {
+fn a_run_waits_briefly_for_its_spec_then_is_refused() {
     let mut core = Core::new();
-    let first = core.run(T, "nope", "r-1", &[]);
-    // Not answered at once: the spec might still be on its way to this replica.
-    assert_eq!(
-        first.code(),
-        Code::Ok,
-        "placeholder: the harness returns the last answer"
+    let request = |id: &str| {
+        command::Command::RunWf(weir_proto::RunWfRequest {
+            wf_spec_name: "orders".into(),
+            id: Some(id.into()),
+            variables: [("user-id".to_owned(), text("a"))].into(),
+            ..Default::default()
+        })
+    };
+    // The spec is not visible yet: no answer at once.
+    assert!(core.send(T, "early-run", request("early-run")).is_none());
+    // It arrives while the run is put off: the run starts.
+    put_orders(&mut core, T, 0, 0);
+    core.advance(200);
+    let started = core
+        .answer_to_last()
+        .expect("answered once the spec is visible");
+    assert_eq!(started.code(), Code::Ok, "{}", started.message);
+    assert_eq!(status(&core, T, "early-run"), LhStatus::Running);
+
+    // A spec that never comes: refused after about two seconds.
+    let never = |id: &str| {
+        command::Command::RunWf(weir_proto::RunWfRequest {
+            wf_spec_name: "nope".into(),
+            id: Some(id.into()),
+            ..Default::default()
+        })
+    };
+    assert!(core.send(T, "never", never("never")).is_none());
+    core.advance(1_000);
+    assert!(core.answer_to_last().is_none(), "still waiting");
+    for _ in 0..10 {
+        core.advance(200);
+    }
+    let refused = core.answer_to_last().expect("answered in the end");
+    assert_eq!(refused.code(), Code::NotFound);
+    assert!(
+        refused
+            .message
+            .contains("WfSpec nope (any version) does not exist in tenant default"),
+        "{}",
+        refused.message
     );
+    assert!(core.wf_run(T, "never").is_none());
 }
 
 /// A loop: count up with ADD until `count >= 3`, running a task each time, then branch
@@ -1024,8 +1060,22 @@ fn tenants_with_same_named_specs_stay_isolated() {
         core.variable("globex", "order-9", "user-id"),
         Some(text("g"))
     );
-    let stranger = core.run("initech", "orders", "order-9", &[]);
-    let _ = stranger;
+    // A tenant nobody created: refused once the wait for its metadata is over.
+    let request = weir_proto::RunWfRequest {
+        wf_spec_name: "orders".into(),
+        id: Some("order-9".into()),
+        ..Default::default()
+    };
+    assert!(
+        core.send("initech", "order-9", command::Command::RunWf(request))
+            .is_none()
+    );
+    for _ in 0..12 {
+        core.advance(200);
+    }
+    let refused = core.answer_to_last().expect("answered");
+    assert_eq!(refused.code(), Code::NotFound);
+    assert_eq!(refused.message, "tenant initech does not exist");
 }
 
 #[test]

@@ -139,9 +139,10 @@ impl Processor for CoreProcessor {
                     deferrals: envelope.deferrals + 1,
                 };
                 tracing::debug!(command_id, %error, "metadata not visible yet; command deferred");
+                // The same key, so the command comes back as it was sent.
                 ctx.schedule(
                     record.timestamp_ms.max(time_ms) + DEFERRAL_MS,
-                    command_id.clone().into_bytes(),
+                    record.key.clone().unwrap_or_default(),
                     timer.encode_to_vec(),
                 );
                 return Ok(());
