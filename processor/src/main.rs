@@ -51,8 +51,10 @@ enum Command {
         /// Id of the new WfRun; a fresh one when not given.
         #[arg(long)]
         id: Option<String>,
+        /// Major version to run; the latest when not given.
         #[arg(long)]
         major_version: Option<i32>,
+        /// Revision to run; the latest of the major version when not given.
         #[arg(long)]
         revision: Option<i32>,
         /// Do not wait for the core to answer.
@@ -125,8 +127,10 @@ enum UserTaskCommand {
     Assign {
         wf_run: String,
         user_task_guid: String,
+        /// The person to assign it to.
         #[arg(long, group = "assignee")]
         user: Option<String>,
+        /// The group to assign it to.
         #[arg(long, group = "assignee")]
         group: Option<String>,
         /// Take the task away from a person who already holds it.
@@ -139,6 +143,7 @@ enum UserTaskCommand {
     Cancel {
         wf_run: String,
         user_task_guid: String,
+        /// Why it is cancelled.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
