@@ -1,16 +1,26 @@
 //! `weir`: the command line of the weir processor.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use weir_processor::cli::commands::{self, RunArgs, WfRunAction, parse_var};
+use weir_processor::client::WeirClient;
 use weir_processor::config::WeirConfig;
+use weir_processor::spec_file::{self, SpecKind};
+use weir_processor::topics::DEFAULT_TENANT;
 use weir_processor::{cli, lifecycle};
+use weir_proto::VariableValue;
 
 /// weir: a Kafka-native stream processor. Configuration comes from `LHS_*` variables.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version)]
 struct Args {
+    /// Seconds to wait for the answer to a command.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,6 +30,125 @@ enum Command {
     /// Look at the cluster's topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Run the workflow core until SIGTERM or SIGINT.
+    Server,
+    /// Create a tenant, TaskDef, WfSpec or other definition from a JSON or YAML file.
+    Put {
+        /// What the file defines.
+        kind: SpecKind,
+        /// The spec file; YAML if it ends in .yaml or .yml, else JSON.
+        file: PathBuf,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    /// Start a WfRun of the latest (or the given) version of a WfSpec.
+    Run {
+        /// Name of the WfSpec.
+        wf_spec: String,
+        /// A variable of the entrypoint thread; sent as text, the core converts it.
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, VariableValue)>,
+        /// Id of the new WfRun; a fresh one when not given.
+        #[arg(long)]
+        id: Option<String>,
+        /// Major version to run; the latest when not given.
+        #[arg(long)]
+        major_version: Option<i32>,
+        /// Revision to run; the latest of the major version when not given.
+        #[arg(long)]
+        revision: Option<i32>,
+        /// Do not wait for the core to answer.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    /// Post an external event to a WfRun.
+    PostEvent {
+        wf_run: String,
+        /// Name of the ExternalEventDef.
+        event_def: String,
+        /// The content: a JSON number, boolean, object or array keeps its type; anything
+        /// else is text.
+        value: String,
+        /// Id of the event; posting the same guid twice has no further effect.
+        #[arg(long)]
+        guid: Option<String>,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    /// Complete, assign or cancel a user task.
+    #[command(subcommand)]
+    UserTask(UserTaskCommand),
+    /// Halt a WfRun.
+    Stop {
+        wf_run: String,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    /// Resume a halted WfRun.
+    Resume {
+        wf_run: String,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    /// Delete a WfRun and everything it created.
+    Delete {
+        wf_run: String,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+}
+
+#[derive(Debug, ClapArgs)]
+struct Tenant {
+    /// The tenant the command belongs to.
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserTaskCommand {
+    /// Fill in a user task.
+    Complete {
+        wf_run: String,
+        user_task_guid: String,
+        /// The person completing it.
+        #[arg(long)]
+        user: String,
+        /// A field of the form; sent as text, the core converts it.
+        #[arg(long = "result", value_name = "NAME=VALUE", value_parser = parse_var)]
+        results: Vec<(String, VariableValue)>,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    /// Assign a user task to a person or a group.
+    #[command(group(clap::ArgGroup::new("assignee").required(true).multiple(true)))]
+    Assign {
+        wf_run: String,
+        user_task_guid: String,
+        /// The person to assign it to.
+        #[arg(long, group = "assignee")]
+        user: Option<String>,
+        /// The group to assign it to.
+        #[arg(long, group = "assignee")]
+        group: Option<String>,
+        /// Take the task away from a person who already holds it.
+        #[arg(long = "override")]
+        override_claim: bool,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
+    /// Cancel a user task.
+    Cancel {
+        wf_run: String,
+        user_task_guid: String,
+        /// Why it is cancelled.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        tenant: Tenant,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,8 +172,13 @@ enum TopicsCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    lifecycle::init_logging("warn");
     let args = Args::parse();
+    // The server reports its life cycle; one-shot commands print only their answer.
+    lifecycle::init_logging(if matches!(args.command, Command::Server) {
+        "info"
+    } else {
+        "warn"
+    });
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`weir topics tail | head`): not an error.
@@ -67,7 +201,141 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = WeirConfig::from_env()?;
     let kafka = config.kafka();
     let mut out = std::io::stdout().lock();
+    let timeout = Duration::from_secs(args.timeout);
+    let connect = || async {
+        Ok::<_, anyhow::Error>(WeirClient::connect(&config).await?.with_timeout(timeout))
+    };
     match args.command {
+        Command::Server => commands::server(&config, &mut out).await,
+        Command::Put { kind, file, tenant } => {
+            // A bad file is reported before the cluster is even asked.
+            let request = spec_file::read(kind, &file)?;
+            commands::put(&connect().await?, &tenant.tenant, request, &mut out).await
+        }
+        Command::Run {
+            wf_spec,
+            vars,
+            id,
+            major_version,
+            revision,
+            no_wait,
+            tenant,
+        } => {
+            let args = RunArgs {
+                wf_spec,
+                variables: vars,
+                id,
+                major_version,
+                revision,
+                no_wait,
+            };
+            commands::run(&connect().await?, &tenant.tenant, args, &mut out).await
+        }
+        Command::PostEvent {
+            wf_run,
+            event_def,
+            value,
+            guid,
+            tenant,
+        } => {
+            commands::post_event(
+                &connect().await?,
+                &tenant.tenant,
+                &wf_run,
+                &event_def,
+                &value,
+                guid,
+                &mut out,
+            )
+            .await
+        }
+        Command::UserTask(UserTaskCommand::Complete {
+            wf_run,
+            user_task_guid,
+            user,
+            results,
+            tenant,
+        }) => {
+            commands::complete_user_task(
+                &connect().await?,
+                &tenant.tenant,
+                &wf_run,
+                &user_task_guid,
+                &user,
+                results,
+                &mut out,
+            )
+            .await
+        }
+        Command::UserTask(UserTaskCommand::Assign {
+            wf_run,
+            user_task_guid,
+            user,
+            group,
+            override_claim,
+            tenant,
+        }) => {
+            commands::assign_user_task(
+                &connect().await?,
+                &tenant.tenant,
+                &wf_run,
+                &user_task_guid,
+                user,
+                group,
+                override_claim,
+                &mut out,
+            )
+            .await
+        }
+        Command::UserTask(UserTaskCommand::Cancel {
+            wf_run,
+            user_task_guid,
+            reason,
+            tenant,
+        }) => {
+            commands::cancel_user_task(
+                &connect().await?,
+                &tenant.tenant,
+                &wf_run,
+                &user_task_guid,
+                reason,
+                &mut out,
+            )
+            .await
+        }
+        Command::Stop { wf_run, tenant } => {
+            let client = connect().await?;
+            commands::wf_run_action(
+                &client,
+                &tenant.tenant,
+                &wf_run,
+                WfRunAction::Stop,
+                &mut out,
+            )
+            .await
+        }
+        Command::Resume { wf_run, tenant } => {
+            let client = connect().await?;
+            commands::wf_run_action(
+                &client,
+                &tenant.tenant,
+                &wf_run,
+                WfRunAction::Resume,
+                &mut out,
+            )
+            .await
+        }
+        Command::Delete { wf_run, tenant } => {
+            let client = connect().await?;
+            commands::wf_run_action(
+                &client,
+                &tenant.tenant,
+                &wf_run,
+                WfRunAction::Delete,
+                &mut out,
+            )
+            .await
+        }
         Command::Topics(TopicsCommand::List { all }) => {
             let prefix = format!("{}_", config.cluster_id);
             cli::topics::list(&kafka, (!all).then_some(prefix.as_str()), &mut out).await

@@ -25,7 +25,8 @@
 //! encoding a value always gives the same bytes.
 //!
 //! Besides the generated types the crate holds one helper, [`timestamp`],
-//! which converts between `prost_types::Timestamp` and epoch milliseconds.
+//! which converts between `prost_types::Timestamp` and epoch milliseconds, and
+//! the schemas' encoded descriptors, [`FILE_DESCRIPTOR_SET`].
 
 pub mod timestamp;
 
@@ -43,3 +44,8 @@ pub mod weir {
 }
 
 pub use weir::*;
+
+/// Every schema above as an encoded `FileDescriptorSet`, for reading messages by name
+/// at run time (the `weir` command line parses JSON and YAML spec files with it).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/weir_descriptor.bin"));
