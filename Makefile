@@ -8,10 +8,15 @@ export CARGO_TARGET_DIR ?= $(WEIR_CACHE_DIR)/target
 BROKER_PORT ?= 9092
 export BROKER_PORT
 
-.PHONY: run build test lint unit-and-integration deps broker broker-install broker-stop
+.PHONY: run roundtrip build test lint unit-and-integration deps broker broker-install broker-stop
 
-## run: start the local broker and run a round trip of protobuf records through it
+## run: start the local broker and a weir server, and run the seed's `orders` workflow
+## (ORDERS=100 by default) until every order completes
 run: deps broker build
+	scripts/run-orders.sh
+
+## roundtrip: send protobuf records through the local broker and read them back
+roundtrip: deps broker build
 	LHS_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BROKER_PORT) $(CARGO_TARGET_DIR)/debug/roundtrip
 
 ## build: everything, with the one target selection every command here uses

@@ -3,3 +3,4 @@
 //! tests and benchmarks) share live in the modules here.
 
 pub mod keyed_count;
+pub mod orders;

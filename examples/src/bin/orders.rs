@@ -1,0 +1,104 @@
+//! The seed's `orders` workflow against a running `weir server` (see `make run`).
+//!
+//! - `orders demo [ORDERS]` (default 100): puts the metadata, starts the three
+//!   workers in this process, starts ORDERS orders, delivers each item once it
+//!   shipped, and prints the orders completing.
+//! - `orders setup`: only puts the metadata.
+//! - `orders workers`: only serves the three tasks, until SIGTERM or SIGINT.
+//!
+//! Configuration is the usual `LHS_*` variables; `ORDERS_TENANT` picks the tenant
+//! (default `default`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use weir_examples::orders::{self, Workers};
+use weir_processor::client::WeirClient;
+use weir_processor::config::WeirConfig;
+use weir_processor::lifecycle;
+use weir_proto::{LhStatus, RetryPolicy};
+
+const RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 3,
+    initial_backoff_ms: 500,
+    backoff_multiplier: 2.0,
+    max_backoff_ms: 5_000,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifecycle::init_logging("warn");
+    let config = WeirConfig::from_env()?;
+    let tenant = std::env::var("ORDERS_TENANT").unwrap_or_else(|_| "default".to_owned());
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        None | Some("demo") => {
+            let count = match args.next() {
+                Some(n) => n.parse().with_context(|| format!("{n:?} is not a number of orders"))?,
+                None => 100,
+            };
+            demo(&config, &tenant, count).await
+        }
+        Some("setup") => {
+            let client = WeirClient::connect(&config).await?;
+            orders::setup(&client, &tenant, &RETRY).await?;
+            println!("ok: orders metadata in tenant {tenant}");
+            Ok(())
+        }
+        Some("workers") => {
+            let workers = Workers::start(&config, &tenant, None).await?;
+            println!("serving {} for tenant {tenant}", orders::TASK_DEFS.join(", "));
+            lifecycle::shutdown_signal().await;
+            for stats in workers.stop().await? {
+                println!("{stats:?}");
+            }
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}; use demo, setup or workers"),
+    }
+}
+
+async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result<()> {
+    let client = WeirClient::connect(config).await?;
+    orders::setup(&client, tenant, &RETRY).await?;
+    println!("metadata ready: TaskDefs {}, ExternalEventDef {}, WfSpec {}", orders::TASK_DEFS.join(", "), orders::DELIVERED, orders::WF_SPEC);
+
+    let (shipped_tx, shipped_rx) = mpsc::unbounded_channel();
+    let workers = Workers::start(config, tenant, Some(shipped_tx)).await?;
+    let delivery = tokio::spawn(orders::deliver(client.clone(), tenant.to_owned(), shipped_rx));
+
+    let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
+    let started = Instant::now();
+    orders::start_orders(&client, tenant, &prefix, count).await?;
+    println!("started {count} orders ({prefix}-0 .. {prefix}-{})", count.saturating_sub(1));
+
+    let mut last = usize::MAX;
+    let runs = orders::wait_for_orders(config, tenant, &prefix, count, Duration::from_secs(300), |done, all| {
+        if done != last {
+            println!("finished {done}/{all}");
+            last = done;
+        }
+    })
+    .await?;
+    let completed = runs.values().filter(|r| r.status() == LhStatus::Completed).count();
+    let right = runs
+        .iter()
+        .filter(|(id, run)| {
+            let n: usize = id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+            run.variables == orders::expected_variables(n)
+        })
+        .count();
+    println!(
+        "{completed}/{count} orders COMPLETED in {:.1} s; {right} with the expected variables (order-status COMPLETED)",
+        started.elapsed().as_secs_f64()
+    );
+    for stats in workers.stop().await? {
+        println!("worker: {} tasks run, {} failed", stats.tasks_run, stats.failed);
+    }
+    delivery.abort();
+    if completed != count || right != count {
+        anyhow::bail!("not every order completed as expected");
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The seed's `orders` workflow, its workers and a driver, shared by the `orders`
+//! example binary and the integration tests.
+//!
+//! The workflow: `user-id`, `item-id`, `order-status` (default `PENDING`, public);
+//! `fetch-price(item-id)` feeds `charge-credit-card(user-id, price)`, then
+//! `ship-item(user-id, item-id)`, `order-status = SHIPPING`, a wait for
+//! `item-delivered`, and `order-status = COMPLETED`. The workers answer from the
+//! task's inputs alone (a price is derived from the item id), so every run's result is
+//! known in advance and can be checked.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use weir_processor::builder::WorkflowBuilder;
+use weir_processor::client::{WeirClient, accepted};
+use weir_processor::config::WeirConfig;
+use weir_processor::inspect::{self, RunSnapshot};
+use weir_processor::worker::{TaskError, Worker, WorkerStats};
+use weir_proto::variable_value::Value;
+use weir_proto::metadata_command::Command as Meta;
+use weir_proto::{
+    LhStatus, PutExternalEventDefRequest, PutTaskDefRequest, PutWfSpecRequest, RetryPolicy,
+    ScheduledTask, VariableDef, VariableType, VariableValue, WfSpec,
+};
+use weir_topology::kafka::KafkaClient;
+
+/// Name of the WfSpec.
+pub const WF_SPEC: &str = "orders";
+/// The three TaskDefs, in the order a run uses them.
+pub const TASK_DEFS: [&str; 3] = ["fetch-price", "charge-credit-card", "ship-item"];
+/// The ExternalEventDef a run waits for.
+pub const DELIVERED: &str = "item-delivered";
+
+/// The workflow, built as the seed writes it.
+pub fn wf_spec() -> WfSpec {
+    let wf = WorkflowBuilder::new(WF_SPEC);
+    let user_id = wf.declare_str("user-id").required();
+    let item_id = wf.declare_str("item-id").required();
+    let order_status = wf
+        .declare_str("order-status")
+        .with_default("PENDING")
+        .as_public();
+    let price = wf.execute("fetch-price", (&item_id,));
+    wf.execute("charge-credit-card", (&user_id, &price));
+    wf.execute("ship-item", (&user_id, &item_id));
+    order_status.assign("SHIPPING");
+    wf.wait_for_event(DELIVERED);
+    order_status.assign("COMPLETED");
+    wf.build()
+}
+
+fn input(name: &str, var_type: VariableType) -> VariableDef {
+    VariableDef {
+        name: name.to_owned(),
+        var_type: var_type as i32,
+        default_value: None,
+    }
+}
+
+/// The TaskDefs, each retried `retry.max_retries` times.
+pub fn task_defs(retry: &RetryPolicy, timeout_seconds: i32) -> Vec<PutTaskDefRequest> {
+    let def = |name: &str, inputs: Vec<VariableDef>| PutTaskDefRequest {
+        name: name.to_owned(),
+        input_vars: inputs,
+        retry_policy: Some(*retry),
+        timeout_seconds,
+        enable_entity_events: None,
+    };
+    vec![
+        def("fetch-price", vec![input("item-id", VariableType::Str)]),
+        def(
+            "charge-credit-card",
+            vec![
+                input("user-id", VariableType::Str),
+                input("price", VariableType::Int),
+            ],
+        ),
+        def(
+            "ship-item",
+            vec![
+                input("user-id", VariableType::Str),
+                input("item-id", VariableType::Str),
+            ],
+        ),
+    ]
+}
+
+/// Puts the TaskDefs (creating their queues), the event def and the WfSpec in
+/// `tenant`. Putting them again is a no-op.
+pub async fn setup(client: &WeirClient, tenant: &str, retry: &RetryPolicy) -> anyhow::Result<()> {
+    for def in task_defs(retry, 30) {
+        let name = def.name.clone();
+        accepted(client.put_task_def(tenant, def).await?)
+            .with_context(|| format!("putting TaskDef {name}"))?;
+    }
+    let event = Meta::PutExternalEventDef(PutExternalEventDefRequest {
+        name: DELIVERED.to_owned(),
+        enable_entity_events: None,
+    });
+    accepted(client.send_metadata(tenant, event).await?).context("putting the event def")?;
+    let spec = wf_spec();
+    let request = Meta::PutWfSpec(PutWfSpecRequest {
+        name: WF_SPEC.to_owned(),
+        thread_specs: spec.thread_specs,
+        entrypoint_thread_name: spec.entrypoint_thread_name,
+        enable_entity_events: spec.enable_entity_events,
+    });
+    accepted(client.send_metadata(tenant, request).await?).context("putting the WfSpec")?;
+    Ok(())
+}
+
+/// The price of an item: a number derived from its id, so tests know it in advance.
+pub fn price_of(item_id: &str) -> i64 {
+    item_id.bytes().map(i64::from).sum::<i64>() % 1000 + 1
+}
+
+fn text(task: &ScheduledTask, index: usize) -> Result<String, TaskError> {
+    match task.variables.get(index).and_then(|v| v.value.clone()) {
+        Some(VariableValue {
+            value: Some(Value::Str(s)),
+        }) => Ok(s),
+        _ => Err(TaskError::failed(format!("input {index} is not text"))),
+    }
+}
+
+/// What each task does: fetch a price, charge it, ship the item.
+pub async fn run_task(task: ScheduledTask) -> Result<VariableValue, TaskError> {
+    match task.task_def_name.as_str() {
+        "fetch-price" => Ok(VariableValue {
+            value: Some(Value::Int(price_of(&text(&task, 0)?))),
+        }),
+        "charge-credit-card" => {
+            let user = text(&task, 0)?;
+            Ok(VariableValue {
+                value: Some(Value::Str(format!("charged {user}"))),
+            })
+        }
+        "ship-item" => {
+            let item = text(&task, 1)?;
+            Ok(VariableValue {
+                value: Some(Value::Str(format!("shipped {item}"))),
+            })
+        }
+        other => Err(TaskError::failed(format!("no function for task {other}"))),
+    }
+}
+
+/// The three workers of a tenant, running until stopped.
+#[derive(Debug)]
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<anyhow::Result<WorkerStats>>>,
+}
+
+impl Workers {
+    /// Starts a worker per TaskDef; each shipped order's WfRun id goes to `shipped`.
+    pub async fn start(
+        config: &WeirConfig,
+        tenant: &str,
+        shipped: Option<mpsc::UnboundedSender<String>>,
+    ) -> anyhow::Result<Self> {
+        let (stop, stopped) = watch::channel(false);
+        let mut handles = Vec::new();
+        for task_def in TASK_DEFS {
+            let worker = Worker::builder(config, tenant, task_def)
+                .build()
+                .await
+                .with_context(|| format!("starting the {task_def} worker"))?;
+            let mut stopped = stopped.clone();
+            let shipped = shipped.clone();
+            handles.push(tokio::spawn(async move {
+                let function = move |task: ScheduledTask| {
+                    let shipped = shipped.clone();
+                    async move {
+                        let wf_run = task
+                            .task_run_id
+                            .as_ref()
+                            .and_then(|id| id.wf_run_id.as_ref())
+                            .map(|id| id.id.clone());
+                        let is_shipping = task.task_def_name == "ship-item";
+                        let output = run_task(task).await?;
+                        if let (true, Some(shipped), Some(wf_run)) = (is_shipping, shipped, wf_run) {
+                            let _ = shipped.send(wf_run);
+                        }
+                        Ok(output)
+                    }
+                };
+                let stop = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                Ok(worker.run(function, stop).await?)
+            }));
+        }
+        Ok(Self { stop, handles })
+    }
+
+    /// Stops every worker and returns what each did.
+    pub async fn stop(self) -> anyhow::Result<Vec<WorkerStats>> {
+        let _ = self.stop.send(true);
+        let mut stats = Vec::new();
+        for handle in self.handles {
+            stats.push(handle.await??);
+        }
+        Ok(stats)
+    }
+}
+
+/// The variables a completed order must end with.
+pub fn expected_variables(order: usize) -> BTreeMap<String, VariableValue> {
+    let text = |s: String| VariableValue {
+        value: Some(Value::Str(s)),
+    };
+    BTreeMap::from([
+        ("user-id".to_owned(), text(format!("user-{}", order % 17))),
+        ("item-id".to_owned(), text(format!("item-{order}"))),
+        ("order-status".to_owned(), text("COMPLETED".to_owned())),
+    ])
+}
+
+/// The WfRun id of order `n` of a drive.
+pub fn order_id(prefix: &str, n: usize) -> String {
+    format!("{prefix}-{n}")
+}
+
+/// Starts `orders` runs named `{prefix}-{n}`, waiting for each to be accepted.
+pub async fn start_orders(
+    client: &WeirClient,
+    tenant: &str,
+    prefix: &str,
+    orders: usize,
+) -> anyhow::Result<()> {
+    let mut pending = Vec::with_capacity(orders);
+    for n in 0..orders {
+        let request = weir_proto::RunWfRequest {
+            wf_spec_name: WF_SPEC.to_owned(),
+            variables: expected_variables(n)
+                .into_iter()
+                .filter(|(name, _)| name != "order-status")
+                .collect(),
+            id: Some(order_id(prefix, n)),
+            ..Default::default()
+        };
+        pending.push(client.submit_run_wf(tenant, request).await?);
+    }
+    for result in pending {
+        accepted(result.wait().await?).context("starting an order")?;
+    }
+    Ok(())
+}
+
+/// Posts `item-delivered` for every order whose item shipped, until the channel closes.
+pub async fn deliver(
+    client: WeirClient,
+    tenant: String,
+    mut shipped: mpsc::UnboundedReceiver<String>,
+) -> anyhow::Result<usize> {
+    let mut delivered = 0;
+    while let Some(wf_run) = shipped.recv().await {
+        let content = VariableValue {
+            value: Some(Value::Str("left at the door".to_owned())),
+        };
+        // The event's guid is the run's, so a re-shipped order is delivered once.
+        let guid = Some(format!("{wf_run}-delivered"));
+        accepted(client.post_event(&tenant, &wf_run, DELIVERED, content, guid).await?)
+            .with_context(|| format!("delivering {wf_run}"))?;
+        delivered += 1;
+    }
+    Ok(delivered)
+}
+
+/// Waits until every run named `{prefix}-*` is finished (or `timeout` passes), printing
+/// progress through `progress`, and returns the committed runs.
+pub async fn wait_for_orders(
+    config: &WeirConfig,
+    tenant: &str,
+    prefix: &str,
+    orders: usize,
+    timeout: Duration,
+    mut progress: impl FnMut(usize, usize),
+) -> anyhow::Result<BTreeMap<String, RunSnapshot>> {
+    let kafka = KafkaClient::connect(&config.kafka()).await?;
+    let topics = weir_processor::topics::CoreTopics::new(config);
+    let started = Instant::now();
+    loop {
+        let runs: BTreeMap<String, RunSnapshot> =
+            inspect::wf_runs(&kafka, &config.cluster_id, &topics, tenant)
+                .await?
+                .into_iter()
+                .filter(|(id, _)| id.starts_with(&format!("{prefix}-")))
+                .collect();
+        let finished = runs
+            .values()
+            .filter(|r| {
+                matches!(
+                    r.status(),
+                    LhStatus::Completed | LhStatus::Error | LhStatus::Exception
+                )
+            })
+            .count();
+        progress(finished, orders);
+        if finished >= orders || started.elapsed() > timeout {
+            return Ok(runs);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
