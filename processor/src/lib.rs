@@ -1,7 +1,8 @@
 //! The weir processor: what runs on top of the runtime in `weir-topology`.
 //!
 //! It owns the process-level configuration ([`config`], the `LHS_*` variables) and the
-//! `weir` command line's building blocks ([`cli`]). The workflow core, the output topic
+//! `weir` command line's building blocks ([`cli`]), and the task worker library
+//! ([`worker`]) programs use to serve a TaskDef. The workflow core, the output topic
 //! and flows are added here as they are built; the runtime underneath never learns of
 //! them.
 
@@ -12,3 +13,4 @@ pub mod core;
 pub mod lifecycle;
 pub mod metadata;
 pub mod topics;
+pub mod worker;

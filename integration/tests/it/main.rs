@@ -1,5 +1,7 @@
 //! All integration tests, in one test binary so the whole run shares one broker.
 
 mod global;
+mod offsets;
 mod runtime;
 mod smoke;
+mod worker;
