@@ -19,8 +19,8 @@ use weir_processor::client::{WeirClient, accepted};
 use weir_processor::config::WeirConfig;
 use weir_processor::inspect::{self, RunSnapshot};
 use weir_processor::worker::{TaskError, Worker, WorkerStats};
-use weir_proto::variable_value::Value;
 use weir_proto::metadata_command::Command as Meta;
+use weir_proto::variable_value::Value;
 use weir_proto::{
     LhStatus, PutExternalEventDefRequest, PutTaskDefRequest, PutWfSpecRequest, RetryPolicy,
     ScheduledTask, VariableDef, VariableType, VariableValue, WfSpec,
@@ -182,7 +182,8 @@ impl Workers {
                             .map(|id| id.id.clone());
                         let is_shipping = task.task_def_name == "ship-item";
                         let output = run_task(task).await?;
-                        if let (true, Some(shipped), Some(wf_run)) = (is_shipping, shipped, wf_run) {
+                        if let (true, Some(shipped), Some(wf_run)) = (is_shipping, shipped, wf_run)
+                        {
                             let _ = shipped.send(wf_run);
                         }
                         Ok(output)
@@ -264,8 +265,12 @@ pub async fn deliver(
         };
         // The event's guid is the run's, so a re-shipped order is delivered once.
         let guid = Some(format!("{wf_run}-delivered"));
-        accepted(client.post_event(&tenant, &wf_run, DELIVERED, content, guid).await?)
-            .with_context(|| format!("delivering {wf_run}"))?;
+        accepted(
+            client
+                .post_event(&tenant, &wf_run, DELIVERED, content, guid)
+                .await?,
+        )
+        .with_context(|| format!("delivering {wf_run}"))?;
         delivered += 1;
     }
     Ok(delivered)

@@ -1,10 +1,12 @@
 //! The weir processor: what runs on top of the runtime in `weir-topology`.
 //!
 //! It owns the process-level configuration ([`config`], the `LHS_*` variables), the
-//! client that sends commands and waits for their results ([`client`]), metadata spec
-//! files ([`spec_file`]) and the `weir` command line's building blocks ([`cli`]). The
-//! workflow core, the output topic and flows are added here as they are built; the
-//! runtime underneath never learns of them.
+//! workflow core ([`core`]: the topology, its metadata and execution processors), the
+//! client that sends commands and waits for their results ([`client`]), the task
+//! worker library programs use to serve a TaskDef ([`worker`]), metadata spec files
+//! ([`spec_file`]), reading committed runs from outside a server ([`inspect`]) and the
+//! `weir` command line's building blocks ([`cli`]). The runtime underneath never learns
+//! of any of them.
 
 pub mod builder;
 pub mod cli;
@@ -16,3 +18,4 @@ pub mod lifecycle;
 pub mod metadata;
 pub mod spec_file;
 pub mod topics;
+pub mod worker;

@@ -35,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
     match args.next().as_deref() {
         None | Some("demo") => {
             let count = match args.next() {
-                Some(n) => n.parse().with_context(|| format!("{n:?} is not a number of orders"))?,
+                Some(n) => n
+                    .parse()
+                    .with_context(|| format!("{n:?} is not a number of orders"))?,
                 None => 100,
             };
             demo(&config, &tenant, count).await
@@ -48,7 +50,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("workers") => {
             let workers = Workers::start(&config, &tenant, None).await?;
-            println!("serving {} for tenant {tenant}", orders::TASK_DEFS.join(", "));
+            println!(
+                "serving {} for tenant {tenant}",
+                orders::TASK_DEFS.join(", ")
+            );
             lifecycle::shutdown_signal().await;
             for stats in workers.stop().await? {
                 println!("{stats:?}");
@@ -62,30 +67,56 @@ async fn main() -> anyhow::Result<()> {
 async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result<()> {
     let client = WeirClient::connect(config).await?;
     orders::setup(&client, tenant, &RETRY).await?;
-    println!("metadata ready: TaskDefs {}, ExternalEventDef {}, WfSpec {}", orders::TASK_DEFS.join(", "), orders::DELIVERED, orders::WF_SPEC);
+    println!(
+        "metadata ready: TaskDefs {}, ExternalEventDef {}, WfSpec {}",
+        orders::TASK_DEFS.join(", "),
+        orders::DELIVERED,
+        orders::WF_SPEC
+    );
 
     let (shipped_tx, shipped_rx) = mpsc::unbounded_channel();
     let workers = Workers::start(config, tenant, Some(shipped_tx)).await?;
-    let delivery = tokio::spawn(orders::deliver(client.clone(), tenant.to_owned(), shipped_rx));
+    let delivery = tokio::spawn(orders::deliver(
+        client.clone(),
+        tenant.to_owned(),
+        shipped_rx,
+    ));
 
     let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
     let started = Instant::now();
     orders::start_orders(&client, tenant, &prefix, count).await?;
-    println!("started {count} orders ({prefix}-0 .. {prefix}-{})", count.saturating_sub(1));
+    println!(
+        "started {count} orders ({prefix}-0 .. {prefix}-{})",
+        count.saturating_sub(1)
+    );
 
     let mut last = usize::MAX;
-    let runs = orders::wait_for_orders(config, tenant, &prefix, count, Duration::from_secs(300), |done, all| {
-        if done != last {
-            println!("finished {done}/{all}");
-            last = done;
-        }
-    })
+    let runs = orders::wait_for_orders(
+        config,
+        tenant,
+        &prefix,
+        count,
+        Duration::from_secs(300),
+        |done, all| {
+            if done != last {
+                println!("finished {done}/{all}");
+                last = done;
+            }
+        },
+    )
     .await?;
-    let completed = runs.values().filter(|r| r.status() == LhStatus::Completed).count();
+    let completed = runs
+        .values()
+        .filter(|r| r.status() == LhStatus::Completed)
+        .count();
     let right = runs
         .iter()
         .filter(|(id, run)| {
-            let n: usize = id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+            let n: usize = id
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
             run.variables == orders::expected_variables(n)
         })
         .count();
@@ -94,7 +125,10 @@ async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result
         started.elapsed().as_secs_f64()
     );
     for stats in workers.stop().await? {
-        println!("worker: {} tasks run, {} failed", stats.tasks_run, stats.failed);
+        println!(
+            "worker: {} tasks run, {} failed",
+            stats.tasks_run, stats.failed
+        );
     }
     delivery.abort();
     if completed != count || right != count {

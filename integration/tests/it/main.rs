@@ -2,5 +2,7 @@
 
 mod client;
 mod global;
+mod offsets;
 mod runtime;
 mod smoke;
+mod worker;

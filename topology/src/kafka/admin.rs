@@ -86,8 +86,10 @@ pub struct TopicDescription {
 /// serialized over one connection to the bootstrap broker and one to the controller.
 #[derive(Debug)]
 pub struct KafkaAdmin {
-    config: KafkaConfig,
-    bootstrap: Mutex<BrokerConnection>,
+    pub(super) config: KafkaConfig,
+    pub(super) bootstrap: Mutex<BrokerConnection>,
+    /// Connections to other brokers (group coordinators), by address, kept between calls.
+    pub(super) brokers: Mutex<BTreeMap<String, BrokerConnection>>,
 }
 
 impl KafkaAdmin {
@@ -110,6 +112,7 @@ impl KafkaAdmin {
                         return Ok(Self {
                             config: config.clone(),
                             bootstrap: Mutex::new(connection),
+                            brokers: Mutex::new(BTreeMap::new()),
                         });
                     }
                     Err(e) => last_error = Some(e),
@@ -431,7 +434,7 @@ fn creatable_topic(spec: &TopicSpec) -> CreatableTopic {
         )
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 

@@ -97,6 +97,19 @@ impl BrokerConnection {
         self.call_with_version(api, request, version).await
     }
 
+    /// Sends the request `build` makes for the newest version both sides speak, and
+    /// returns that version with the answer: for APIs whose fields differ by version.
+    pub(crate) async fn call_versioned<R: Request>(
+        &mut self,
+        api: &'static str,
+        build: impl FnOnce(i16) -> R,
+    ) -> Result<(i16, R::Response), KafkaError> {
+        let version = self.negotiate::<R>(api)?;
+        let request = build(version);
+        let response = self.call_with_version(api, &request, version).await?;
+        Ok((version, response))
+    }
+
     fn negotiate<R: Request>(&self, api: &'static str) -> Result<i16, KafkaError> {
         let ours = R::VERSIONS;
         let unsupported = |theirs: String| KafkaError::UnsupportedApi {

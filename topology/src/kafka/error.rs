@@ -59,6 +59,18 @@ pub enum KafkaError {
         message: Option<String>,
     },
 
+    /// A consumer-group request (find the coordinator, commit or fetch offsets) was
+    /// refused, for the whole group or for one partition.
+    #[error("{operation} for consumer group {group}{}: broker error {code}{}", partition.as_ref().map(|(t, p)| format!(" on {t}/{p}")).unwrap_or_default(), message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    GroupRequest {
+        operation: &'static str,
+        group: String,
+        /// The topic and partition the error came with, when it was per partition.
+        partition: Option<(String, i32)>,
+        code: String,
+        message: Option<String>,
+    },
+
     /// A topic that weir needs does not exist.
     #[error("topic {topic} does not exist")]
     UnknownTopic { topic: String },

@@ -9,6 +9,7 @@ mod admin;
 mod client;
 mod connection;
 mod error;
+mod groups;
 
 pub use admin::{CreateOutcome, KafkaAdmin, PartitionInfo, TopicDescription, TopicSpec};
 pub use client::{KafkaClient, KafkaConfig, TopicPartition};
