@@ -1,5 +1,5 @@
 //! Reading a tenant's committed WfRuns and variables from outside any server: the
-//! `wf-runs` and `variables` stores' changelog topics hold every committed change, so
+//! `wf-runs`, `variables` and `task-runs` stores' changelog topics hold every committed change, so
 //! reading them to their end gives what the servers hold (complete batches only). The
 //! `orders` example and the integration tests watch runs finish this way.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use futures::future::try_join_all;
 use prost::Message;
-use weir_proto::{LhStatus, Variable, VariableValue, WfRun};
+use weir_proto::{LhStatus, TaskRun, Variable, VariableValue, WfRun};
 use weir_topology::kafka::{KafkaClient, KafkaError};
 use weir_topology::{Topology, read_committed};
 
@@ -82,6 +82,28 @@ pub async fn wf_runs(
         }
     }
     Ok(snapshots)
+}
+
+/// Every committed TaskRun of `tenant`.
+pub async fn task_runs(
+    client: &KafkaClient,
+    cluster_id: &str,
+    topics: &CoreTopics,
+    tenant: &str,
+) -> Result<Vec<TaskRun>, KafkaError> {
+    let prefix = keys::tenant_prefix(tenant);
+    let entries = read_store(
+        client,
+        cluster_id,
+        store_names::TASK_RUNS,
+        topics.partitions,
+    )
+    .await?;
+    Ok(entries
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(&prefix))
+        .filter_map(|(_, bytes)| TaskRun::decode(bytes.as_slice()).ok())
+        .collect())
 }
 
 /// The committed contents of every partition of one store.

@@ -3,6 +3,7 @@
 mod client;
 mod global;
 mod offsets;
+mod orders;
 mod runtime;
 mod smoke;
 mod worker;
