@@ -312,3 +312,106 @@ pub async fn wait_for_orders(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use weir_processor::spec_file::{self, SpecKind, SpecRequest};
+
+    use super::*;
+
+    /// The retry policy and timeout the TaskDef files give.
+    const FILE_RETRY: RetryPolicy = RetryPolicy {
+        max_retries: 3,
+        initial_backoff_ms: 500,
+        backoff_multiplier: 2.0,
+        max_backoff_ms: 5_000,
+    };
+
+    fn spec_path(file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("specs/orders")
+            .join(file)
+    }
+
+    fn read(kind: SpecKind, file: &str) -> SpecRequest {
+        spec_file::read(kind, &spec_path(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
+    #[test]
+    fn the_orders_wf_spec_file_is_the_built_workflow() {
+        let built = wf_spec();
+        let expected = PutWfSpecRequest {
+            name: WF_SPEC.to_owned(),
+            thread_specs: built.thread_specs,
+            entrypoint_thread_name: built.entrypoint_thread_name,
+            enable_entity_events: built.enable_entity_events,
+        };
+        let SpecRequest::WfSpec(from_file) = read(SpecKind::WfSpec, "orders.wf-spec.yaml") else {
+            panic!("not a wf-spec");
+        };
+        // Node by node first, so a drift names the node.
+        let (file_thread, built_thread) = (
+            &from_file.thread_specs["entrypoint"],
+            &expected.thread_specs["entrypoint"],
+        );
+        assert_eq!(file_thread.variable_defs, built_thread.variable_defs);
+        assert_eq!(
+            file_thread.nodes.keys().collect::<Vec<_>>(),
+            built_thread.nodes.keys().collect::<Vec<_>>()
+        );
+        for (name, node) in &built_thread.nodes {
+            assert_eq!(&file_thread.nodes[name], node, "node {name}");
+        }
+        assert_eq!(from_file, expected);
+    }
+
+    #[test]
+    fn the_orders_definition_files_are_the_examples_definitions() {
+        for def in task_defs(&FILE_RETRY, 30) {
+            let file = format!("{}.task-def.yaml", def.name);
+            assert_eq!(read(SpecKind::TaskDef, &file), SpecRequest::TaskDef(def));
+        }
+        assert_eq!(
+            read(
+                SpecKind::ExternalEventDef,
+                "item-delivered.external-event-def.yaml"
+            ),
+            SpecRequest::ExternalEventDef(PutExternalEventDefRequest {
+                name: DELIVERED.to_owned(),
+                enable_entity_events: None,
+            })
+        );
+    }
+
+    #[test]
+    fn the_approval_files_hold_a_user_task_assigned_to_the_manager() {
+        let SpecRequest::UserTaskDef(def) =
+            read(SpecKind::UserTaskDef, "approval.user-task-def.json")
+        else {
+            panic!("not a user-task-def");
+        };
+        assert_eq!(def.name, "approval");
+        assert_eq!(def.fields.len(), 1);
+        assert_eq!(def.fields[0].name, "approved");
+        assert_eq!(def.fields[0].field_type(), VariableType::Bool);
+
+        let SpecRequest::WfSpec(spec) = read(SpecKind::WfSpec, "approval.wf-spec.json") else {
+            panic!("not a wf-spec");
+        };
+        let thread = &spec.thread_specs[&spec.entrypoint_thread_name];
+        let Some(weir_proto::node::Node::UserTask(user_task)) =
+            &thread.nodes["1-approval-USER_TASK"].node
+        else {
+            panic!("node 1 is not a user task: {thread:?}");
+        };
+        assert_eq!(user_task.user_task_def_name, "approval");
+        assert_eq!(
+            user_task.user_id.as_ref().and_then(|a| a.source.clone()),
+            Some(weir_proto::variable_assignment::Source::VariableName(
+                "manager".to_owned()
+            ))
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! All integration tests, in one test binary so the whole run shares one broker.
 
+mod cli;
 mod client;
 mod global;
 mod offsets;
