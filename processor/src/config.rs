@@ -11,6 +11,8 @@ use std::time::Duration;
 use weir_topology::kafka::KafkaConfig;
 use weir_topology::{RuntimeConfig, StaticAssignor};
 
+use crate::topics::is_valid_name;
+
 /// A variable was set to something weir cannot use.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable} must be {expected}, but it is {value:?}")]
@@ -55,7 +57,7 @@ impl WeirConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let string = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
         let cluster_id = string("LHS_CLUSTER_ID", "weir");
-        if cluster_id.is_empty() || !cluster_id.chars().all(is_topic_char) {
+        if !is_valid_name(&cluster_id) {
             return Err(ConfigError {
                 variable: "LHS_CLUSTER_ID",
                 expected: "a non-empty name of letters, digits, '.', '_' or '-' (it prefixes topic names)",
@@ -179,10 +181,6 @@ impl WeirConfig {
     pub fn topic(&self, suffix: &str) -> String {
         format!("{}_{suffix}", self.cluster_id)
     }
-}
-
-fn is_topic_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 fn parse<T>(

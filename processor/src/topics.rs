@@ -1,6 +1,7 @@
 //! The workflow core's topics and how records find their partition: the command
-//! topics, the command results, the per-tenant task queues, the tenant header, and
-//! Kafka's default partitioner so a key lands where any Kafka client would put it.
+//! topics, the command results, the per-tenant task queues, the tenant header, the
+//! alphabet of names that become parts of topic names, and Kafka's default partitioner
+//! so a key lands where any Kafka client would put it.
 
 use weir_topology::kafka::TopicSpec;
 
@@ -73,6 +74,19 @@ impl CoreTopics {
     }
 }
 
+/// Whether `c` may stand in a name that becomes part of a topic name: an ASCII letter
+/// or digit, '.', '_' or '-' (Kafka's topic alphabet).
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Whether `name` can be part of a topic name: not empty, and only letters, digits,
+/// '.', '_' or '-'. Cluster ids, tenant ids and metadata names are held to it, since
+/// they prefix or name topics (`{cluster}_{tenant}_task_{task_def}`).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(is_name_char)
+}
+
 /// The partition Kafka's default partitioner picks for `key` among `partitions`:
 /// murmur2 of the key with Kafka's seed, made non-negative, modulo the count.
 pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
@@ -83,6 +97,15 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_names_use_the_topic_alphabet() {
+        assert!(is_valid_name("ship-item_v2.1"));
+        assert!(is_valid_name("A"));
+        for bad in ["", "ship item", "a/b", "a:b", "ünïcode", "tab\t"] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn partitions_match_the_java_client() {

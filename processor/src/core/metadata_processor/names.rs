@@ -1,26 +1,25 @@
-//! The naming rule for tenant ids and metadata names: they become parts of Kafka topic
-//! names (`{cluster}_{tenant}_task_{task_def}`), so they are held to Kafka's topic
-//! alphabet.
+//! Refusing a tenant id or metadata name that breaks the naming rule: they become parts
+//! of Kafka topic names (`{cluster}_{tenant}_task_{task_def}`), so they are held to
+//! Kafka's topic alphabet ([`crate::topics::is_valid_name`]), and a refusal says which
+//! character is wrong.
 
 use crate::core::results::CommandError;
+use crate::topics::{is_name_char, is_valid_name};
 
 /// Refuses an empty `value`, or one with a character Kafka does not allow in a topic
-/// name; `field` names what the value is, for the message.
+/// name ([`is_valid_name`]); `field` names what the value is, for the message.
 pub(super) fn check(field: &str, value: &str) -> Result<(), CommandError> {
-    if value.is_empty() {
-        return Err(CommandError::invalid(format!("{field} must not be empty")));
+    if is_valid_name(value) {
+        return Ok(());
     }
-    if let Some(bad) = value.chars().find(|&c| !is_name_char(c)) {
-        return Err(CommandError::invalid(format!(
+    let problem = match value.chars().find(|&c| !is_name_char(c)) {
+        None => format!("{field} must not be empty"),
+        Some(bad) => format!(
             "{field} {value:?} contains {bad:?}; names may only contain letters, digits, \
              '.', '_' and '-' (they become part of Kafka topic names)"
-        )));
-    }
-    Ok(())
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+        ),
+    };
+    Err(CommandError::invalid(problem))
 }
 
 #[cfg(test)]
