@@ -45,6 +45,10 @@ pub struct WeirConfig {
     pub create_topics: bool,
     /// `LHS_CLUSTER_PARTITIONS`: partitions of `core-cmd`, and so of every task queue.
     pub cluster_partitions: i32,
+    /// `LHS_OUTPUT_TOPIC_PARTITIONS`: partitions of each tenant's execution-output topic;
+    /// a divisor of `cluster_partitions`, so command partition `p` maps to output
+    /// partition `p % output_partitions`.
+    pub output_partitions: i32,
 }
 
 impl WeirConfig {
@@ -116,6 +120,21 @@ impl WeirConfig {
                 value: cluster_partitions.to_string(),
             });
         }
+        let output_partitions: i32 = parse(
+            &lookup,
+            "LHS_OUTPUT_TOPIC_PARTITIONS",
+            cluster_partitions,
+            "a positive number of partitions that divides LHS_CLUSTER_PARTITIONS",
+        )?;
+        if output_partitions < 1 || cluster_partitions % output_partitions != 0 {
+            return Err(ConfigError {
+                variable: "LHS_OUTPUT_TOPIC_PARTITIONS",
+                expected: "a positive number of partitions that divides LHS_CLUSTER_PARTITIONS (so each command partition feeds exactly one output partition)",
+                value: format!(
+                    "{output_partitions} (with LHS_CLUSTER_PARTITIONS={cluster_partitions})"
+                ),
+            });
+        }
         let create_topics = match string("LHS_SHOULD_CREATE_TOPICS", "true")
             .to_ascii_lowercase()
             .as_str()
@@ -144,6 +163,7 @@ impl WeirConfig {
             instance_count,
             create_topics,
             cluster_partitions,
+            output_partitions,
         })
     }
 
@@ -254,6 +274,26 @@ mod tests {
         assert_eq!(config.kafka().client_id, "weir-prod-eu");
         assert_eq!(config.replication_factor, 3);
         assert_eq!(config.connect_timeout, Duration::from_millis(2500));
+        Ok(())
+    }
+
+    #[test]
+    fn output_partitions_default_to_the_cluster_and_must_divide_it() -> Result<(), ConfigError> {
+        assert_eq!(load(&[])?.output_partitions, 12);
+        assert_eq!(
+            load(&[("LHS_OUTPUT_TOPIC_PARTITIONS", "4")])?.output_partitions,
+            4
+        );
+        let refused = load(&[("LHS_OUTPUT_TOPIC_PARTITIONS", "5")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("LHS_OUTPUT_TOPIC_PARTITIONS"), "{refused}");
+        assert!(
+            refused.contains("divides LHS_CLUSTER_PARTITIONS"),
+            "{refused}"
+        );
+        assert!(load(&[("LHS_OUTPUT_TOPIC_PARTITIONS", "0")]).is_err());
         Ok(())
     }
 

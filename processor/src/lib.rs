@@ -16,6 +16,7 @@ pub mod core;
 pub mod inspect;
 pub mod lifecycle;
 pub mod metadata;
+pub mod output;
 pub mod spec_file;
 pub mod topics;
 pub mod worker;

@@ -18,6 +18,8 @@ pub struct CoreTopics {
     cluster_id: String,
     /// Partitions of `core-cmd`, `command-results` and every task queue.
     pub partitions: i32,
+    /// Partitions of every tenant's execution-output topic (divides `partitions`).
+    pub output_partitions: i32,
     /// Replication factor of every topic the core creates.
     pub replication_factor: i16,
 }
@@ -28,6 +30,7 @@ impl CoreTopics {
         Self {
             cluster_id: config.cluster_id.clone(),
             partitions: config.cluster_partitions,
+            output_partitions: config.output_partitions,
             replication_factor: config.replication_factor,
         }
     }
@@ -51,6 +54,16 @@ impl CoreTopics {
     /// partition per `core-cmd` partition (a task goes to its WfRun's partition).
     pub fn task_queue(&self, tenant: &str, task_def: &str) -> String {
         format!("{}_{tenant}_task_{task_def}", self.cluster_id)
+    }
+
+    /// `{cluster}_{tenant}_execution-output`: the tenant's published execution changes.
+    pub fn execution_output(&self, tenant: &str) -> String {
+        format!("{}_{tenant}_execution-output", self.cluster_id)
+    }
+
+    /// `{cluster}_{tenant}_metadata-output`: the tenant's published metadata changes.
+    pub fn metadata_output(&self, tenant: &str) -> String {
+        format!("{}_{tenant}_metadata-output", self.cluster_id)
     }
 
     /// How the queue of `(tenant, task_def)` is created.

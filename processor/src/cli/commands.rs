@@ -18,15 +18,22 @@ use crate::client::{WeirClient, accepted, result_id};
 use crate::config::WeirConfig;
 use crate::spec_file::{SpecKind, SpecRequest};
 use crate::topics::CoreTopics;
-use crate::{core, lifecycle};
+use crate::{core, lifecycle, output};
 
-/// Runs the workflow core until SIGTERM or SIGINT, then stops it cleanly. Prints
+/// Runs the workflow core, and keeps the output topics of enabled tenants in
+/// existence, until SIGTERM or SIGINT, then stops it cleanly. Prints
 /// `weir server running tasks …` once every task has started.
 pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result<()> {
     let topics = CoreTopics::new(config);
     let (topology, _stores) = core::topology(&topics).context("building the core topology")?;
     let runtime = Runtime::new(topology, config.runtime(), config.assignor()?)?;
     let running = runtime.start().await?;
+    // The output topics of tenants that enable them, now and whenever one does.
+    let (stop_keeper, keeper_stopped) = tokio::sync::watch::channel(false);
+    let keeper = tokio::spawn(output::topic_keeper::run(config.clone(), async move {
+        let mut stopped = keeper_stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
     writeln!(
         out,
         "weir server running tasks {}",
@@ -34,6 +41,8 @@ pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result
     )?;
     out.flush()?;
     lifecycle::shutdown_signal().await;
+    let _ = stop_keeper.send(true);
+    let _ = keeper.await;
     running.shutdown().await;
     writeln!(out, "weir server stopped")?;
     out.flush()?;

@@ -20,7 +20,6 @@ use weir_topology::TopologyTestDriver;
 use weir_topology::task::RecordOutcome;
 
 pub(crate) const CLUSTER: &str = "weir";
-pub(crate) const PARTITIONS: i32 = 3;
 
 pub(crate) struct Core {
     pub(crate) driver: TopologyTestDriver,
@@ -47,9 +46,20 @@ pub(crate) fn int(i: i64) -> VariableValue {
 
 impl Core {
     pub(crate) fn new() -> Self {
-        let partitions = PARTITIONS.to_string();
+        Self::with_partitions(3, 3)
+    }
+
+    /// A core whose `core-cmd` has `partitions` partitions and whose execution-output
+    /// topics have `output_partitions`.
+    pub(crate) fn with_partitions(partitions: i32, output_partitions: i32) -> Self {
+        let vars = [
+            ("LHS_CLUSTER_PARTITIONS", partitions.to_string()),
+            ("LHS_OUTPUT_TOPIC_PARTITIONS", output_partitions.to_string()),
+        ];
         let config = WeirConfig::from_lookup(|name| {
-            (name == "LHS_CLUSTER_PARTITIONS").then(|| partitions.clone())
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
         })
         .expect("config");
         let topics = CoreTopics::new(&config);
@@ -141,7 +151,7 @@ impl Core {
 
     /// Sends raw bytes to the partition of `key`.
     pub(crate) fn send_raw(&mut self, tenant: &str, key: &str, value: &[u8]) -> RecordOutcome {
-        let partition = partition_for_key(key.as_bytes(), PARTITIONS);
+        let partition = partition_for_key(key.as_bytes(), self.topics.partitions);
         let headers = [(TENANT_HEADER, tenant.as_bytes())];
         self.driver
             .pipe(
@@ -230,7 +240,7 @@ impl Core {
                     .unwrap_or_default();
                 assert_eq!(
                     o.record.partition,
-                    partition_for_key(wf_run.as_bytes(), PARTITIONS),
+                    partition_for_key(wf_run.as_bytes(), self.topics.partitions),
                     "task on its WfRun's partition"
                 );
                 assert_eq!(
@@ -321,8 +331,8 @@ impl Core {
             .expect("answered")
     }
 
-    fn partition_of(wf_run: &str) -> i32 {
-        partition_for_key(wf_run.as_bytes(), PARTITIONS)
+    pub(crate) fn partition_of(&self, wf_run: &str) -> i32 {
+        partition_for_key(wf_run.as_bytes(), self.topics.partitions)
     }
 
     fn find<V: Message + Default>(
@@ -332,7 +342,7 @@ impl Core {
         key: &[u8],
     ) -> Option<V> {
         self.driver
-            .store_contents(store, Self::partition_of(wf_run))
+            .store_contents(store, self.partition_of(wf_run))
             .expect("store")
             .into_iter()
             .find(|(k, _)| k.as_ref() == key)
@@ -347,7 +357,7 @@ impl Core {
     ) -> Vec<V> {
         let prefix = keys::wf_run(tenant, wf_run);
         self.driver
-            .store_contents(store, Self::partition_of(wf_run))
+            .store_contents(store, self.partition_of(wf_run))
             .expect("store")
             .into_iter()
             .filter(|(k, _)| k.starts_with(&prefix))

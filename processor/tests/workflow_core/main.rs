@@ -3,6 +3,7 @@
 //! delete, input checks, duplicate reports and tenant isolation.
 
 mod harness;
+mod output;
 
 use std::collections::BTreeMap;
 
@@ -112,6 +113,11 @@ fn put_orders(core: &mut Core, tenant: &str, retries: i32, timeout_seconds: i32)
         ),
     );
     core.put_ok(tenant, event_def("item-delivered"));
+    core.put_ok(tenant, spec_request(orders_spec()));
+}
+
+/// The seed's `orders` workflow.
+fn orders_spec() -> WfSpec {
     let wf = WorkflowBuilder::new("orders");
     let user_id = wf.declare_str("user-id");
     let item_id = wf.declare_str("item-id");
@@ -125,7 +131,7 @@ fn put_orders(core: &mut Core, tenant: &str, retries: i32, timeout_seconds: i32)
     order_status.assign("SHIPPING");
     wf.wait_for_event("item-delivered");
     order_status.assign("COMPLETED");
-    core.put_ok(tenant, spec_request(wf.build()));
+    wf.build()
 }
 
 fn status(core: &Core, tenant: &str, id: &str) -> LhStatus {

@@ -18,13 +18,16 @@ use weir_topology::{OutputRecord, ProcessingError, ProcessorContext, StoreHandle
 use crate::core::CoreStores;
 use crate::core::keys;
 use crate::core::metadata_view::{GlobalReplica, MetadataView};
+use crate::output;
+use crate::output::execution::Change;
 use crate::topics::{CoreTopics, TENANT_HEADER};
 
 /// Buffered reads and writes of one store: `Some` is a value, `None` a deletion.
 #[derive(Debug)]
 pub(crate) struct Buffer<V> {
     entries: BTreeMap<Vec<u8>, Option<V>>,
-    written: BTreeMap<Vec<u8>, bool>,
+    /// Keys written, with the command-wide sequence number of their first write.
+    written: BTreeMap<Vec<u8>, u64>,
 }
 
 impl<V> Default for Buffer<V> {
@@ -51,13 +54,13 @@ impl<V: Message + Default + Clone> Buffer<V> {
         Ok(loaded)
     }
 
-    fn put(&mut self, key: Vec<u8>, value: V) {
-        self.written.insert(key.clone(), true);
+    fn put(&mut self, key: Vec<u8>, value: V, sequence: u64) {
+        self.written.entry(key.clone()).or_insert(sequence);
         self.entries.insert(key, Some(value));
     }
 
-    fn delete(&mut self, key: Vec<u8>) {
-        self.written.insert(key.clone(), true);
+    fn delete(&mut self, key: Vec<u8>, sequence: u64) {
+        self.written.entry(key.clone()).or_insert(sequence);
         self.entries.insert(key, None);
     }
 
@@ -85,21 +88,28 @@ impl<V: Message + Default + Clone> Buffer<V> {
             .collect())
     }
 
+    /// Writes every buffered change to the store and returns the values put, each with
+    /// its first-write sequence and the value it replaced.
     fn flush(
         self,
         ctx: &mut ProcessorContext<'_, '_>,
         store: &StoreHandle<V>,
-    ) -> Result<(), ProcessingError> {
+    ) -> Result<Vec<(u64, Option<V>, V)>, ProcessingError> {
+        let mut put = Vec::new();
         for (key, entry) in self.entries {
-            if !self.written.contains_key(&key) {
+            let Some(&sequence) = self.written.get(&key) else {
                 continue;
-            }
+            };
             match entry {
-                Some(value) => ctx.put(store, &key, &value)?,
+                Some(value) => {
+                    let before = ctx.get(store, &key)?;
+                    ctx.put(store, &key, &value)?;
+                    put.push((sequence, before, value));
+                }
                 None => ctx.delete(store, &key)?,
             }
         }
-        Ok(())
+        Ok(put)
     }
 }
 
@@ -129,6 +139,8 @@ pub(crate) struct RunContext<'c, 'a, 'b> {
     user_task_runs: Buffer<UserTaskRun>,
     outputs: Vec<OutputRecord>,
     timers: Vec<PendingTimer>,
+    /// Counts writes, so changes can be published in the order the command made them.
+    sequence: u64,
 }
 
 impl std::fmt::Debug for RunContext<'_, '_, '_> {
@@ -148,12 +160,14 @@ macro_rules! object_access {
         }
 
         pub(crate) fn $put(&mut self, key: Vec<u8>, value: $ty) {
-            self.$field.put(key, value);
+            self.sequence += 1;
+            self.$field.put(key, value, self.sequence);
         }
 
         #[allow(dead_code)]
         pub(crate) fn $delete(&mut self, key: Vec<u8>) {
-            self.$field.delete(key);
+            self.sequence += 1;
+            self.$field.delete(key, self.sequence);
         }
 
         #[allow(dead_code)]
@@ -192,6 +206,7 @@ impl<'c, 'a, 'b> RunContext<'c, 'a, 'b> {
             user_task_runs: Buffer::default(),
             outputs: Vec::new(),
             timers: Vec::new(),
+            sequence: 0,
         }
     }
 
@@ -293,21 +308,39 @@ impl<'c, 'a, 'b> RunContext<'c, 'a, 'b> {
         });
     }
 
-    /// Hands every buffered change, record and timer to the processor context.
+    /// Hands every buffered change, task-queue record, output-topic record and timer to
+    /// the processor context.
     pub(crate) fn commit(self) -> Result<(), ProcessingError> {
         let stores = self.stores;
-        self.wf_runs.flush(self.ctx, &stores.wf_runs)?;
-        self.node_runs.flush(self.ctx, &stores.node_runs)?;
-        self.task_runs.flush(self.ctx, &stores.task_runs)?;
-        self.variables.flush(self.ctx, &stores.variables)?;
-        self.external_events
-            .flush(self.ctx, &stores.external_events)?;
-        self.workflow_events
-            .flush(self.ctx, &stores.workflow_events)?;
-        self.user_task_runs
-            .flush(self.ctx, &stores.user_task_runs)?;
-        for output in self.outputs {
-            self.ctx.forward(output);
+        let ctx = self.ctx;
+        let mut changes: Vec<(u64, Change)> = Vec::new();
+        macro_rules! flush {
+            ($field:ident, $variant:ident) => {
+                for (sequence, before, after) in self.$field.flush(ctx, &stores.$field)? {
+                    changes.push((sequence, Change::$variant { before, after }));
+                }
+            };
+        }
+        flush!(wf_runs, WfRun);
+        self.node_runs.flush(ctx, &stores.node_runs)?;
+        flush!(task_runs, TaskRun);
+        flush!(variables, Variable);
+        flush!(external_events, ExternalEvent);
+        flush!(workflow_events, WorkflowEvent);
+        flush!(user_task_runs, UserTaskRun);
+
+        let published = {
+            let mut view = MetadataView::new(
+                GlobalReplica {
+                    ctx,
+                    store: &stores.metadata_global,
+                },
+                self.tenant,
+            );
+            output::execution::records(changes, &mut view, self.topics, ctx.partition(), self.time)?
+        };
+        for output in self.outputs.into_iter().chain(published) {
+            ctx.forward(output);
         }
         for timer in self.timers {
             let key = timer
@@ -316,7 +349,7 @@ impl<'c, 'a, 'b> RunContext<'c, 'a, 'b> {
                 .as_ref()
                 .map(|c| c.command_id.clone())
                 .unwrap_or_default();
-            self.ctx.schedule(
+            ctx.schedule(
                 timer.fire_at_ms,
                 key.into_bytes(),
                 timer.command.encode_to_vec(),

@@ -25,6 +25,7 @@ use weir_topology::{InputRecord, ProcessingError, Processor, ProcessorContext};
 use super::CoreStores;
 use super::metadata_view::{MetadataSource, MetadataView, OwnedStore};
 use super::results::{self, CommandError};
+use crate::output;
 use crate::topics::{CoreTopics, DEFAULT_TENANT, TENANT_HEADER};
 
 /// Handles the single `metadata-cmd` partition.
@@ -152,12 +153,22 @@ impl Processor for MetadataProcessor {
 
         let result = match self.handle(ctx, record, command.command, time) {
             Ok(accepted) => {
+                let mut published = Vec::new();
                 for write in accepted.writes {
                     match write {
-                        Write::Put(key, object) => ctx.put(&self.stores.metadata, &key, &object)?,
-                        Write::Delete(key) => ctx.delete(&self.stores.metadata, &key)?,
+                        Write::Put(key, object) => {
+                            ctx.put(&self.stores.metadata, &key, &object)?;
+                            published.push(Published::Put(object));
+                        }
+                        Write::Delete(key) => {
+                            if let Some(old) = ctx.get(&self.stores.metadata, &key)? {
+                                published.push(Published::Deleted(old));
+                            }
+                            ctx.delete(&self.stores.metadata, &key)?;
+                        }
                     }
                 }
+                self.publish(ctx, record, published)?;
                 results::ok(&command_id, Some(accepted.id))
             }
             Err(HandlerError::Refused(error)) => {
@@ -172,6 +183,52 @@ impl Processor for MetadataProcessor {
             Err(HandlerError::Storage(error)) => return Err(error),
         };
         ctx.forward(results::record(&self.topics, &result));
+        Ok(())
+    }
+}
+
+/// A metadata change the tenant's metadata-output topic announces.
+enum Published {
+    Put(StoredMetadata),
+    Deleted(StoredMetadata),
+}
+
+impl MetadataProcessor {
+    /// Sends the command's metadata changes to the tenant's metadata-output topic, when
+    /// the tenant has one.
+    fn publish(
+        &self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        record: &InputRecord,
+        published: Vec<Published>,
+    ) -> Result<(), ProcessingError> {
+        let Ok(tenant) = header_tenant(record) else {
+            return Ok(());
+        };
+        if published.is_empty() {
+            return Ok(());
+        }
+        let view_source = OwnedStore {
+            ctx: &mut *ctx,
+            store: &self.stores.metadata,
+        };
+        let enabled = MetadataView::new(view_source, &tenant)
+            .tenant()?
+            .is_some_and(|t| t.output_topic.is_some());
+        if !enabled {
+            return Ok(());
+        }
+        for change in published {
+            let record = match change {
+                Published::Put(object) => {
+                    output::metadata::put_record(&self.topics, &tenant, object)
+                }
+                Published::Deleted(old) => output::metadata::tombstone(&self.topics, &tenant, &old),
+            };
+            if let Some(record) = record {
+                ctx.forward(record);
+            }
+        }
         Ok(())
     }
 }
