@@ -253,3 +253,324 @@ pub fn records<S: MetadataSource>(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use weir_proto::output_topic_config::OutputTopicRecordingLevel;
+    use weir_proto::stored_metadata::Object;
+    use weir_proto::{
+        ExternalEventDef, ExternalEventId, StoredMetadata, TaskDef, ThreadSpec, ThreadVarDef,
+        UserTaskDef, UserTaskEvent, VariableDef, VariableId, VariableValue,
+        WfRunVariableAccessLevel, WfSpecId, WorkflowEventDef, WorkflowEventId,
+    };
+
+    use super::*;
+    use crate::core::keys::{self, MetadataKind};
+
+    /// Metadata held in memory, keyed like the real store.
+    #[derive(Debug, Default)]
+    struct Memory(BTreeMap<Vec<u8>, StoredMetadata>);
+
+    impl MetadataSource for &Memory {
+        fn get(&mut self, key: &[u8]) -> Result<Option<StoredMetadata>, ProcessingError> {
+            Ok(self.0.get(key).cloned())
+        }
+
+        fn scan(&mut self, prefix: &[u8]) -> Result<Vec<(Bytes, StoredMetadata)>, ProcessingError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
+                .collect())
+        }
+    }
+
+    const T: &str = "t";
+
+    fn spec_id() -> WfSpecId {
+        WfSpecId {
+            name: "s".into(),
+            major_version: 0,
+            revision: 0,
+        }
+    }
+
+    /// The metadata governing each of the six kinds, every one carrying `flag`; the
+    /// variable `v` has access level `access`.
+    fn metadata(flag: Option<bool>, access: WfRunVariableAccessLevel) -> Memory {
+        let mut memory = Memory::default();
+        let mut put = |key: Vec<u8>, object: Object| {
+            memory.0.insert(
+                key,
+                StoredMetadata {
+                    object: Some(object),
+                },
+            );
+        };
+        put(
+            keys::metadata(T, MetadataKind::TaskDef, "task"),
+            Object::TaskDef(TaskDef {
+                name: "task".into(),
+                enable_entity_events: flag,
+                ..TaskDef::default()
+            }),
+        );
+        put(
+            keys::metadata(T, MetadataKind::ExternalEventDef, "ext"),
+            Object::ExternalEventDef(ExternalEventDef {
+                name: "ext".into(),
+                enable_entity_events: flag,
+                ..ExternalEventDef::default()
+            }),
+        );
+        put(
+            keys::metadata(T, MetadataKind::WorkflowEventDef, "thrown"),
+            Object::WorkflowEventDef(WorkflowEventDef {
+                name: "thrown".into(),
+                enable_entity_events: flag,
+                ..WorkflowEventDef::default()
+            }),
+        );
+        put(
+            keys::metadata(T, MetadataKind::UserTaskDef, "form"),
+            Object::UserTaskDef(UserTaskDef {
+                name: "form".into(),
+                enable_entity_events: flag,
+                ..UserTaskDef::default()
+            }),
+        );
+        let thread = ThreadSpec {
+            nodes: BTreeMap::new(),
+            variable_defs: vec![ThreadVarDef {
+                var_def: Some(VariableDef {
+                    name: "v".into(),
+                    ..VariableDef::default()
+                }),
+                required: false,
+                access_level: access as i32,
+                enable_entity_events: flag,
+            }],
+        };
+        put(
+            keys::wf_spec(T, "s", 0, 0),
+            Object::WfSpec(WfSpec {
+                id: Some(spec_id()),
+                thread_specs: BTreeMap::from([("main".to_owned(), thread)]),
+                entrypoint_thread_name: "main".into(),
+                enable_entity_events: flag,
+                ..WfSpec::default()
+            }),
+        );
+        memory
+    }
+
+    /// One new object of each of the six kinds, each governed by `metadata`'s objects.
+    fn changes() -> Vec<(&'static str, Change)> {
+        vec![
+            (
+                "WfRun",
+                Change::WfRun {
+                    before: None,
+                    after: WfRun {
+                        wf_spec_id: Some(spec_id()),
+                        ..WfRun::default()
+                    },
+                },
+            ),
+            (
+                "TaskRun",
+                Change::TaskRun {
+                    before: None,
+                    after: TaskRun {
+                        task_def_name: "task".into(),
+                        ..TaskRun::default()
+                    },
+                },
+            ),
+            (
+                "Variable",
+                Change::Variable {
+                    before: None,
+                    after: Variable {
+                        id: Some(VariableId {
+                            name: "v".into(),
+                            ..VariableId::default()
+                        }),
+                        wf_spec_id: Some(spec_id()),
+                        ..Variable::default()
+                    },
+                },
+            ),
+            (
+                "ExternalEvent",
+                Change::ExternalEvent {
+                    before: None,
+                    after: ExternalEvent {
+                        id: Some(ExternalEventId {
+                            external_event_def_name: "ext".into(),
+                            ..ExternalEventId::default()
+                        }),
+                        ..ExternalEvent::default()
+                    },
+                },
+            ),
+            (
+                "WorkflowEvent",
+                Change::WorkflowEvent {
+                    before: None,
+                    after: WorkflowEvent {
+                        id: Some(WorkflowEventId {
+                            workflow_event_def_name: "thrown".into(),
+                            ..WorkflowEventId::default()
+                        }),
+                        ..WorkflowEvent::default()
+                    },
+                },
+            ),
+            (
+                "UserTaskRun",
+                Change::UserTaskRun {
+                    before: None,
+                    after: UserTaskRun {
+                        user_task_def_name: "form".into(),
+                        events: vec![UserTaskEvent::default()],
+                        ..UserTaskRun::default()
+                    },
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn each_kind_follows_its_governing_object_over_the_tenant_default() {
+        use OutputTopicRecordingLevel::{AllEntityEvents, NoEntityEvents};
+        use WfRunVariableAccessLevel::{PrivateVar, PublicVar};
+        for level in [AllEntityEvents, NoEntityEvents] {
+            let config = OutputTopicConfig {
+                default_recording_level: level as i32,
+            };
+            for flag in [None, Some(true), Some(false)] {
+                for access in [PublicVar, PrivateVar] {
+                    let memory = metadata(flag, access);
+                    let mut view = MetadataView::new(&memory, T);
+                    for (kind, change) in changes() {
+                        let expected = match (flag, kind) {
+                            (Some(explicit), _) => explicit,
+                            (None, "Variable") => level == AllEntityEvents && access == PublicVar,
+                            (None, _) => level == AllEntityEvents,
+                        };
+                        assert_eq!(
+                            policy_sends(&change, &config, &mut view).expect("lookup"),
+                            expected,
+                            "{kind}: tenant {level:?}, override {flag:?}, variable {access:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_real_changes_are_candidates() {
+        let run = WfRun {
+            status: LhStatus::Running as i32,
+            ..WfRun::default()
+        };
+        let done = WfRun {
+            status: LhStatus::Completed as i32,
+            ..WfRun::default()
+        };
+        let same_status = Change::WfRun {
+            before: Some(run.clone()),
+            after: run.clone(),
+        };
+        assert_eq!(
+            same_status.slot(1),
+            None,
+            "a WfRun is published only when its status changes"
+        );
+        assert_eq!(
+            Change::WfRun {
+                before: None,
+                after: run.clone()
+            }
+            .slot(9),
+            Some(Slot::NewWfRun)
+        );
+        assert_eq!(
+            Change::WfRun {
+                before: Some(run),
+                after: done
+            }
+            .slot(2),
+            Some(Slot::FinishedWfRun)
+        );
+
+        let value = |s: &str| Variable {
+            value: Some(VariableValue {
+                value: Some(weir_proto::variable_value::Value::Str(s.into())),
+            }),
+            ..Variable::default()
+        };
+        assert_eq!(
+            Change::Variable {
+                before: Some(value("a")),
+                after: value("a")
+            }
+            .slot(3),
+            None
+        );
+        assert_eq!(
+            Change::Variable {
+                before: Some(value("a")),
+                after: value("b")
+            }
+            .slot(3),
+            Some(Slot::InOrder(3))
+        );
+
+        let form = UserTaskRun {
+            events: vec![UserTaskEvent::default()],
+            ..UserTaskRun::default()
+        };
+        let mut reassigned = form.clone();
+        reassigned.user_id = Some("x".into());
+        assert_eq!(
+            Change::UserTaskRun {
+                before: Some(form.clone()),
+                after: reassigned
+            }
+            .slot(4),
+            None,
+            "no new history entry"
+        );
+        let mut completed = form.clone();
+        completed.events.push(UserTaskEvent::default());
+        assert_eq!(
+            Change::UserTaskRun {
+                before: Some(form),
+                after: completed
+            }
+            .slot(4),
+            Some(Slot::InOrder(4))
+        );
+
+        let task = TaskRun {
+            task_def_name: "t".into(),
+            ..TaskRun::default()
+        };
+        assert_eq!(
+            Change::TaskRun {
+                before: Some(task.clone()),
+                after: task
+            }
+            .slot(5),
+            None
+        );
+        assert!(Slot::NewWfRun < Slot::InOrder(0) && Slot::InOrder(u64::MAX) < Slot::FinishedWfRun);
+    }
+}
