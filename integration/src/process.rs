@@ -62,6 +62,25 @@ impl WeirProcess {
         }
     }
 
+    /// Runs `weir ARGS…` to its end and returns its stdout; panics, showing its output,
+    /// unless it exits successfully within `timeout` with nothing on stderr.
+    pub async fn run_ok(
+        name: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> String {
+        let mut weir = Self::start(name, args, env);
+        let status = weir.wait_for_exit(timeout).await;
+        assert!(
+            status.success(),
+            "{}",
+            weir.report(&format!("(weir {args:?}) failed: {status}"))
+        );
+        assert_eq!(weir.stderr(), "", "weir {args:?} wrote to stderr");
+        weir.stdout()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -4,21 +4,19 @@
 //! test talks to the server only through the CLI; it reads the task queue and the
 //! committed runs to check what the commands did.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use prost::Message;
-use weir_integration::{TestNamespace, WeirProcess};
-use weir_processor::config::WeirConfig;
-use weir_processor::inspect;
+use weir_integration::WeirProcess;
+use weir_processor::inspect::RunSnapshot;
 use weir_processor::topics::CoreTopics;
 use weir_proto::variable_value::Value;
 use weir_proto::{LhStatus, ScheduledTask, VarNameAndVal, VariableValue};
-use weir_topology::kafka::KafkaClient;
+
+use crate::cluster::{Cluster, stop_server};
 
 const WAIT: Duration = Duration::from_secs(60);
-const PARTITIONS: &str = "3";
 
 /// The orders example's spec files.
 fn spec(file: &str) -> String {
@@ -29,60 +27,28 @@ fn spec(file: &str) -> String {
         .to_string()
 }
 
-/// A `weir server` on its own namespace, and the environment CLI invocations use.
+/// A `weir server` on its own cluster (3 partitions, to keep it light), and the `weir`
+/// commands the test sends it.
 struct Server {
-    ns: TestNamespace,
-    env: Vec<(String, String)>,
-    config: WeirConfig,
+    cluster: Cluster,
     process: WeirProcess,
-    _state: tempfile::TempDir,
 }
 
 impl Server {
     async fn start(name: &str) -> Self {
-        let ns = TestNamespace::new(name).await;
-        let mut env = ns.env();
-        env.push(("LHS_CLUSTER_PARTITIONS".to_owned(), PARTITIONS.to_owned()));
-        let vars: BTreeMap<String, String> = env.iter().cloned().collect();
-        let config =
-            WeirConfig::from_lookup(|name| vars.get(name).cloned()).expect("configuration");
-        let state = tempfile::tempdir().expect("state dir");
-        let mut server_env = env.clone();
-        server_env.push((
-            "LHS_STATE_DIR".to_owned(),
-            state.path().display().to_string(),
-        ));
-        let mut process = WeirProcess::start(&format!("{name}-server"), &["server"], &server_env);
-        process
-            .wait_for_stdout(WAIT, "the server's running line", |out| {
-                out.contains("weir server running tasks ")
-            })
-            .await;
-        Self {
-            ns,
-            env,
-            config,
-            process,
-            _state: state,
-        }
+        let cluster = Cluster::with_env(name, &[("LHS_CLUSTER_PARTITIONS", "3")]).await;
+        let process = cluster.start_server(&format!("{name}-server")).await;
+        Self { cluster, process }
     }
 
     /// Runs `weir ARGS`, expects exit 0 and nothing on stderr, and returns stdout.
     async fn ok(&self, args: &[&str]) -> String {
-        let mut weir = self.weir(args);
-        let status = weir.wait_for_exit(WAIT).await;
-        assert!(
-            status.success(),
-            "weir {args:?} failed ({status}); stderr: {}",
-            weir.stderr()
-        );
-        assert_eq!(weir.stderr(), "", "weir {args:?} wrote to stderr");
-        weir.stdout()
+        WeirProcess::run_ok(&self.process_name(args), args, self.cluster.env(), WAIT).await
     }
 
     /// Runs `weir ARGS`, expects exit 1 and nothing on stdout, and returns stderr.
     async fn refused(&self, args: &[&str]) -> String {
-        let mut weir = self.weir(args);
+        let mut weir = WeirProcess::start(&self.process_name(args), args, self.cluster.env());
         let status = weir.wait_for_exit(WAIT).await;
         assert_eq!(
             status.code(),
@@ -97,27 +63,24 @@ impl Server {
         stderr
     }
 
-    fn weir(&self, args: &[&str]) -> WeirProcess {
-        let name = format!(
-            "{}-{}",
-            self.ns.cluster_id,
-            args.iter()
-                .take(3)
-                .map(|a| a.rsplit('/').next().unwrap_or(a))
-                .collect::<Vec<_>>()
-                .join("-")
-        );
-        WeirProcess::start(&name, args, &self.env)
+    /// A name for the output files of `weir ARGS`, unique to this cluster.
+    fn process_name(&self, args: &[&str]) -> String {
+        let words: Vec<&str> = args
+            .iter()
+            .take(3)
+            .map(|a| a.rsplit('/').next().unwrap_or(a))
+            .collect();
+        format!("{}-{}", self.cluster.ns.cluster_id, words.join("-"))
     }
 
     /// The first task on `task_def`'s queue of the default tenant for WfRun `wf_run`,
     /// waiting for it to arrive.
     async fn scheduled_task(&self, task_def: &str, wf_run: &str) -> ScheduledTask {
-        let kafka = self.ns.client().await;
-        let queue = CoreTopics::new(&self.config).task_queue("default", task_def);
+        let kafka = self.cluster.ns.client().await;
+        let queue = CoreTopics::new(&self.cluster.config).task_queue("default", task_def);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            for partition in 0..self.config.cluster_partitions {
+            for partition in 0..self.cluster.config.cluster_partitions {
                 let handle = kafka.partition(&queue, partition).await.expect("queue");
                 let (records, _) = handle
                     .fetch(0, 1024 * 1024, Duration::from_millis(100))
@@ -147,16 +110,10 @@ impl Server {
 
     /// Waits until the committed WfRun `wf_run` has `status`.
     async fn wait_for_run(&self, wf_run: &str, status: LhStatus) {
-        let kafka = KafkaClient::connect(&self.config.kafka())
-            .await
-            .expect("kafka");
-        let topics = CoreTopics::new(&self.config);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let runs = inspect::wf_runs(&kafka, &self.config.cluster_id, &topics, "default")
-                .await
-                .expect("reading runs");
-            let current = runs.get(wf_run).map(inspect::RunSnapshot::status);
+            let runs = self.cluster.runs("default").await;
+            let current = runs.get(wf_run).map(RunSnapshot::status);
             if current == Some(status) {
                 return;
             }
@@ -168,14 +125,8 @@ impl Server {
         }
     }
 
-    async fn stop(mut self) {
-        self.process.sigterm();
-        let status = self.process.wait_for_exit(WAIT).await;
-        assert!(
-            status.success(),
-            "server exit {status}; stderr: {}",
-            self.process.stderr()
-        );
+    async fn stop(self) {
+        stop_server(self.process).await;
     }
 }
 

@@ -410,15 +410,7 @@ async fn cli_prints_one_line_for_ok_refusal_and_failure() {
 /// Runs `weir ARGS` to a successful exit and returns its stdout.
 async fn run_ok(args: &[&str], env: &[(String, String)]) -> String {
     let name = format!("cli-{}", args.join("-").replace(['/', '.'], "_"));
-    let mut weir = WeirProcess::start(&name, args, env);
-    let status = weir.wait_for_exit(WAIT).await;
-    assert!(
-        status.success(),
-        "weir {args:?} failed ({status}); stderr: {}",
-        weir.stderr()
-    );
-    assert_eq!(weir.stderr(), "", "weir {args:?} wrote to stderr");
-    weir.stdout()
+    WeirProcess::run_ok(&name, args, env, WAIT).await
 }
 
 #[tokio::test]

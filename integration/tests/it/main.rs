@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod cluster;
 mod global;
 mod offsets;
 mod orders;

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use weir_examples::orders::{self, Workers};
-use weir_integration::{TestNamespace, WeirProcess};
 use weir_processor::builder::WorkflowBuilder;
 use weir_processor::client::{WeirClient, accepted};
-use weir_processor::config::WeirConfig;
 use weir_processor::inspect::{self, RunSnapshot};
 use weir_processor::topics::{CoreTopics, partition_for_key};
 use weir_processor::worker::{TaskError, Worker};
@@ -21,7 +19,8 @@ use weir_proto::{
 };
 use weir_topology::kafka::KafkaClient;
 
-const START_WAIT: Duration = Duration::from_secs(60);
+use crate::cluster::{Cluster, START_WAIT, stop_server};
+
 const RUN_WAIT: Duration = Duration::from_secs(300);
 const NO_RETRY: RetryPolicy = RetryPolicy {
     max_retries: 0,
@@ -29,64 +28,6 @@ const NO_RETRY: RetryPolicy = RetryPolicy {
     backoff_multiplier: 1.0,
     max_backoff_ms: 0,
 };
-
-/// A namespace with a state directory for its server and the configuration the test's
-/// own client and workers use.
-struct Cluster {
-    ns: TestNamespace,
-    config: WeirConfig,
-    state: tempfile::TempDir,
-}
-
-impl Cluster {
-    async fn new(name: &str) -> Self {
-        let ns = TestNamespace::new(name).await;
-        let vars: BTreeMap<String, String> = ns.env().into_iter().collect();
-        let config =
-            WeirConfig::from_lookup(|name| vars.get(name).cloned()).expect("configuration");
-        assert_eq!(config.cluster_partitions, 12, "the default partition count");
-        let state = tempfile::tempdir().expect("state dir");
-        Self { ns, config, state }
-    }
-
-    /// Starts `weir server` on the cluster and waits until its tasks run.
-    async fn start_server(&self, name: &str) -> WeirProcess {
-        let mut env = self.ns.env();
-        env.push((
-            "LHS_STATE_DIR".to_owned(),
-            self.state.path().display().to_string(),
-        ));
-        let mut server = WeirProcess::start(name, &["server"], &env);
-        server
-            .wait_for_stdout(START_WAIT, "the server's running line", |out| {
-                out.contains("weir server running tasks ")
-            })
-            .await;
-        server
-    }
-
-    async fn runs(&self, tenant: &str) -> BTreeMap<String, RunSnapshot> {
-        let kafka = KafkaClient::connect(&self.config.kafka())
-            .await
-            .expect("kafka");
-        inspect::wf_runs(
-            &kafka,
-            &self.config.cluster_id,
-            &CoreTopics::new(&self.config),
-            tenant,
-        )
-        .await
-        .expect("reading runs")
-    }
-
-    async fn finished(&self, tenant: &str, prefix: &str) -> usize {
-        self.runs(tenant)
-            .await
-            .iter()
-            .filter(|(id, run)| id.starts_with(prefix) && run.status() != LhStatus::Running)
-            .count()
-    }
-}
 
 /// Every order `{prefix}-0..count` is COMPLETED with the variables it should end with.
 fn assert_orders_completed(runs: &BTreeMap<String, RunSnapshot>, prefix: &str, count: usize) {
@@ -108,16 +49,6 @@ fn assert_orders_completed(runs: &BTreeMap<String, RunSnapshot>, prefix: &str, c
             .filter(|k| k.starts_with(&format!("{prefix}-")))
             .count(),
         count
-    );
-}
-
-async fn stop_server(mut server: WeirProcess) {
-    server.sigterm();
-    let status = server.wait_for_exit(START_WAIT).await;
-    assert!(
-        status.success(),
-        "server exit {status}; stderr: {}",
-        server.stderr()
     );
 }
 
