@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use weir_processor::cli::commands::{self, RunArgs, WfRunAction, parse_var};
+use weir_processor::cli::output::OutputTopic;
 use weir_processor::client::WeirClient;
 use weir_processor::config::WeirConfig;
 use weir_processor::spec_file::{self, SpecKind};
-use weir_processor::topics::DEFAULT_TENANT;
+use weir_processor::topics::{CoreTopics, DEFAULT_TENANT};
 use weir_processor::{cli, lifecycle};
 use weir_proto::VariableValue;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Look at the cluster's topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Read a tenant's output topics.
+    #[command(subcommand)]
+    Output(OutputCommand),
     /// Run the workflow core until SIGTERM or SIGINT.
     Server,
     /// Create a tenant, TaskDef, WfSpec or other definition from a JSON or YAML file.
@@ -167,6 +171,22 @@ enum TopicsCommand {
         /// Start at the beginning of each partition instead of its end.
         #[arg(long)]
         from_beginning: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutputCommand {
+    /// Print the tenant's execution-output records (every partition) as JSON lines with
+    /// their values decoded, as they arrive, until interrupted.
+    Tail {
+        /// Read the metadata-output topic instead.
+        #[arg(long)]
+        metadata: bool,
+        /// Start at the beginning of each partition instead of its end.
+        #[arg(long)]
+        from_beginning: bool,
+        #[command(flatten)]
+        tenant: Tenant,
     },
 }
 
@@ -350,6 +370,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cli::topics::tail(
                 &kafka,
                 &topic,
+                from_beginning,
+                lifecycle::shutdown_signal(),
+                &mut out,
+            )
+            .await
+        }
+        Command::Output(OutputCommand::Tail {
+            metadata,
+            from_beginning,
+            tenant,
+        }) => {
+            let which = if metadata {
+                OutputTopic::Metadata
+            } else {
+                OutputTopic::Execution
+            };
+            cli::output::tail(
+                &kafka,
+                &CoreTopics::new(&config),
+                &tenant.tenant,
+                which,
                 from_beginning,
                 lifecycle::shutdown_signal(),
                 &mut out,

@@ -211,8 +211,9 @@ pub fn parse(
     })
 }
 
-/// The schemas' descriptors, decoded once.
-fn pool() -> Result<&'static DescriptorPool, SpecFileError> {
+/// The schemas' descriptors, decoded once (spec files and `weir output tail` read
+/// messages by name through them).
+pub fn pool() -> Result<&'static DescriptorPool, SpecFileError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
         DescriptorPool::decode(weir_proto::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())

@@ -6,6 +6,7 @@ mod cluster;
 mod global;
 mod offsets;
 mod orders;
+mod output;
 mod runtime;
 mod smoke;
 mod worker;

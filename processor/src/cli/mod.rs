@@ -2,4 +2,5 @@
 //! arguments and reports errors; the work is done here so it can be tested.
 
 pub mod commands;
+pub mod output;
 pub mod topics;

@@ -68,6 +68,22 @@ pub async fn tail(
     stop: impl Future<Output = ()>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    let describe = |partition: i32, record: &RecordAndOffset| record_json(partition, record);
+    tail_with(kafka, topic, from_beginning, stop, out, describe).await
+}
+
+/// The loop behind every tail: fetches all partitions of `topic` at once (from each
+/// partition's end, or its beginning with `from_beginning`) and prints the line
+/// `describe` makes of each record, until `stop` resolves. A missing topic is
+/// [`KafkaError::UnknownTopic`](weir_topology::kafka::KafkaError::UnknownTopic).
+pub async fn tail_with(
+    kafka: &KafkaConfig,
+    topic: &str,
+    from_beginning: bool,
+    stop: impl Future<Output = ()>,
+    out: &mut impl Write,
+    mut describe: impl FnMut(i32, &RecordAndOffset) -> serde_json::Value,
+) -> anyhow::Result<()> {
     let admin = KafkaAdmin::connect(kafka).await?;
     let described = admin.describe_topics(&[topic.to_owned()]).await?;
     let client = KafkaClient::connect(kafka).await?;
@@ -95,7 +111,7 @@ pub async fn tail(
                 let (handle, offset, records) = result?;
                 let mut next_offset = offset;
                 for record in &records {
-                    writeln!(out, "{}", record_json(handle.partition(), record))?;
+                    writeln!(out, "{}", describe(handle.partition(), record))?;
                     next_offset = record.offset + 1;
                 }
                 out.flush()?;
