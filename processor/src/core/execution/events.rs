@@ -10,7 +10,7 @@ use weir_proto::{
     WfRunId,
 };
 
-use super::interpreter;
+use super::interpreter::{self, Ending};
 use super::run_context::RunContext;
 use super::{Failure, Handled};
 use crate::core::keys;
@@ -93,37 +93,12 @@ pub(crate) fn post(rc: &mut RunContext<'_, '_, '_>, request: &PutExternalEventRe
 /// An external event node's timeout: fails the node if it is still waiting.
 pub(crate) fn timeout(rc: &mut RunContext<'_, '_, '_>, timeout: &ExternalEventTimeout) -> Handled {
     let node_id = timeout.node_run_id.clone().unwrap_or_default();
-    let wf_run_id = node_id.wf_run_id.clone().unwrap_or_default().id;
-    let Some(mut run) = super::load_run(rc, &wf_run_id)? else {
-        return Ok(None);
-    };
-    let node_key = keys::node_run(
-        rc.tenant,
-        &wf_run_id,
-        node_id.thread_run_number,
-        node_id.position,
-    );
-    let Some(mut node_run) = rc.node_run(&node_key)? else {
-        return Ok(None);
-    };
-    let Some(index) = run.thread_index(node_id.thread_run_number) else {
-        return Ok(None);
-    };
-    if node_run.status() != LhStatus::Running {
-        return Ok(None);
-    }
-    let def = match &node_run.node_type {
-        Some(NodeType::ExternalEvent(wait)) => wait.external_event_def_name.clone(),
-        _ => return Ok(None),
-    };
-    interpreter::fail_node(
-        rc,
-        &mut run,
-        index,
-        &mut node_run,
-        format!("no external event {def} arrived before the node's timeout"),
-    );
-    rc.put_node_run(node_key, node_run);
-    interpreter::advance(rc, &mut run)?;
+    interpreter::end_waiting_node(rc, &node_id, |node_run| match &node_run.node_type {
+        Some(NodeType::ExternalEvent(wait)) => Some(Ending::Failed(format!(
+            "no external event {} arrived before the node's timeout",
+            wait.external_event_def_name
+        ))),
+        _ => None,
+    })?;
     Ok(None)
 }

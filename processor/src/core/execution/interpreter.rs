@@ -17,9 +17,11 @@ use weir_proto::{
 };
 use weir_topology::ProcessingError;
 
+use super::Failure;
 use super::run_context::RunContext;
 use super::tasks;
 use crate::core::keys;
+use crate::core::results::CommandError;
 use crate::metadata::{typing, values};
 
 /// A WfRun and the exact WfSpec version it runs, while a command works on it.
@@ -458,6 +460,49 @@ fn activate(
 pub(crate) fn node_run_label(node_run: &NodeRun) -> String {
     let id = node_run.id.clone().unwrap_or_default();
     format!("{}-{}", id.thread_run_number, id.position)
+}
+
+/// How a command ends a node run that was waiting (for a task, an event, a person).
+#[derive(Debug)]
+pub(crate) enum Ending {
+    Completed,
+    Failed(String),
+}
+
+/// Ends the waiting node run `node_id` as `decide` says, given the node run, and moves
+/// its WfRun on. Nothing happens when the run is gone, the node no longer waits, or
+/// `decide` says `None`.
+pub(crate) fn end_waiting_node(
+    rc: &mut RunContext<'_, '_, '_>,
+    node_id: &NodeRunId,
+    decide: impl FnOnce(&NodeRun) -> Option<Ending>,
+) -> Result<(), Failure> {
+    let wf_run_id = node_id.wf_run_id.clone().unwrap_or_default().id;
+    let Some(mut run) = super::load_run(rc, &wf_run_id)? else {
+        return Ok(());
+    };
+    let node_key = run.node_run_key(rc.tenant, node_id.thread_run_number, node_id.position);
+    let (Some(mut node_run), Some(index)) = (
+        rc.node_run(&node_key)?,
+        run.thread_index(node_id.thread_run_number),
+    ) else {
+        return Err(CommandError::internal(format!(
+            "WfRun {wf_run_id} has no node run {}-{}",
+            node_id.thread_run_number, node_id.position
+        ))
+        .into());
+    };
+    if node_run.status() != LhStatus::Running {
+        return Ok(());
+    }
+    match decide(&node_run) {
+        None => return Ok(()),
+        Some(Ending::Completed) => complete_node(rc, &mut node_run),
+        Some(Ending::Failed(message)) => fail_node(rc, &mut run, index, &mut node_run, message),
+    }
+    rc.put_node_run(node_key, node_run);
+    advance(rc, &mut run)?;
+    Ok(())
 }
 
 /// Marks a node run completed at the command's time.

@@ -9,13 +9,13 @@ use prost::Message;
 use weir_proto::node_run::NodeType;
 use weir_proto::report_task_run::Result as ReportResult;
 use weir_proto::{
-    Command, LhStatus, NodeRun, ReportTaskRun, RetryPolicy, ScheduledTask, TaskAttempt,
+    Command, NodeRun, ReportTaskRun, RetryPolicy, ScheduledTask, TaskAttempt,
     TaskAttemptRetryReady, TaskClaimEvent, TaskNodeRun, TaskRun, TaskRunId, TaskStatus,
     TaskTimeout, VarNameAndVal, VariableValue, command,
 };
 use weir_topology::ProcessingError;
 
-use super::interpreter::{self, ActiveRun};
+use super::interpreter::{self, ActiveRun, Ending};
 use super::run_context::RunContext;
 use super::{Failure, Handled};
 use crate::core::keys;
@@ -365,35 +365,9 @@ fn finish(
 ) -> Handled {
     let node_id = task_run.source_node_run_id.clone().unwrap_or_default();
     rc.put_task_run(key, task_run);
-    let wf_run_id = node_id.wf_run_id.clone().unwrap_or_default().id;
-    let Some(mut run) = super::load_run(rc, &wf_run_id)? else {
-        return Ok(None);
-    };
-    let node_key = keys::node_run(
-        rc.tenant,
-        &wf_run_id,
-        node_id.thread_run_number,
-        node_id.position,
-    );
-    let Some(mut node_run) = rc.node_run(&node_key)? else {
-        return Err(
-            CommandError::internal(format!("node run of task in {wf_run_id} is missing")).into(),
-        );
-    };
-    if node_run.status() != LhStatus::Running {
-        return Ok(None);
-    }
-    let Some(index) = run.thread_index(node_id.thread_run_number) else {
-        return Err(
-            CommandError::internal(format!("thread of task in {wf_run_id} is missing")).into(),
-        );
-    };
-    match failure {
-        None => interpreter::complete_node(rc, &mut node_run),
-        Some(message) => interpreter::fail_node(rc, &mut run, index, &mut node_run, message),
-    }
-    rc.put_node_run(node_key, node_run);
-    interpreter::advance(rc, &mut run)?;
+    interpreter::end_waiting_node(rc, &node_id, |_| {
+        Some(failure.map_or(Ending::Completed, Ending::Failed))
+    })?;
     Ok(None)
 }
 

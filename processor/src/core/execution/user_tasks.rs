@@ -4,29 +4,30 @@
 use std::collections::BTreeMap;
 
 use weir_proto::{
-    AssignUserTaskRunRequest, CancelUserTaskRunRequest, CompleteUserTaskRunRequest, LhStatus,
-    UserTaskEvent, UserTaskRun, UserTaskRunId, UserTaskRunStatus, VariableValue, user_task_event,
+    AssignUserTaskRunRequest, CancelUserTaskRunRequest, CompleteUserTaskRunRequest, UserTaskEvent,
+    UserTaskRun, UserTaskRunId, UserTaskRunStatus, VariableValue, user_task_event,
 };
 
-use super::interpreter::{self, ActiveRun};
+use super::interpreter::{self, Ending};
 use super::run_context::RunContext;
 use super::{Failure, Handled, existing_run};
 use crate::core::keys;
 use crate::core::results::CommandError;
 use crate::metadata::typing;
 
-/// The user task a request names, its run, and its key; refused when it is over.
+/// The key of the user task a request names, and the task; refused when its run is
+/// gone or the task is over.
 fn open_user_task(
     rc: &mut RunContext<'_, '_, '_>,
     id: Option<&UserTaskRunId>,
-) -> Result<(ActiveRun, Vec<u8>, UserTaskRun), Failure> {
+) -> Result<(Vec<u8>, UserTaskRun), Failure> {
     let id = id.ok_or_else(|| CommandError::invalid("user_task_run_id is missing"))?;
     let wf_run_id = id
         .wf_run_id
         .as_ref()
         .map_or("", |w| w.id.as_str())
         .to_owned();
-    let run = existing_run(rc, &wf_run_id)?;
+    existing_run(rc, &wf_run_id)?;
     keys::check_part("user task guid", &id.user_task_guid)?;
     let key = keys::by_guid(rc.tenant, &wf_run_id, &id.user_task_guid);
     let user_task = rc.user_task_run(&key)?.ok_or_else(|| {
@@ -47,14 +48,14 @@ fn open_user_task(
         ))
         .into());
     }
-    Ok((run, key, user_task))
+    Ok((key, user_task))
 }
 
 pub(crate) fn complete(
     rc: &mut RunContext<'_, '_, '_>,
     request: &CompleteUserTaskRunRequest,
 ) -> Handled {
-    let (run, key, mut user_task) = open_user_task(rc, request.user_task_run_id.as_ref())?;
+    let (key, mut user_task) = open_user_task(rc, request.user_task_run_id.as_ref())?;
     let def = rc
         .metadata()
         .user_task_def(&user_task.user_task_def_name)?
@@ -98,14 +99,14 @@ pub(crate) fn complete(
             },
         )),
     });
-    finish_node(rc, run, key, user_task, None)
+    finish_node(rc, key, user_task, None)
 }
 
 pub(crate) fn assign(
     rc: &mut RunContext<'_, '_, '_>,
     request: &AssignUserTaskRunRequest,
 ) -> Handled {
-    let (_run, key, mut user_task) = open_user_task(rc, request.user_task_run_id.as_ref())?;
+    let (key, mut user_task) = open_user_task(rc, request.user_task_run_id.as_ref())?;
     if request.user_id.is_none() && request.user_group.is_none() {
         return Err(CommandError::invalid("assign to a user, a group, or both").into());
     }
@@ -140,7 +141,7 @@ pub(crate) fn cancel(
     rc: &mut RunContext<'_, '_, '_>,
     request: &CancelUserTaskRunRequest,
 ) -> Handled {
-    let (run, key, mut user_task) = open_user_task(rc, request.user_task_run_id.as_ref())?;
+    let (key, mut user_task) = open_user_task(rc, request.user_task_run_id.as_ref())?;
     let reason = request
         .reason
         .clone()
@@ -158,33 +159,20 @@ pub(crate) fn cancel(
         "user task {} was cancelled: {reason}",
         user_task.user_task_def_name
     );
-    finish_node(rc, run, key, user_task, Some(failure))
+    finish_node(rc, key, user_task, Some(failure))
 }
 
 /// Stores the user task and completes (or fails) the node waiting for it.
 fn finish_node(
     rc: &mut RunContext<'_, '_, '_>,
-    mut run: ActiveRun,
     key: Vec<u8>,
     user_task: UserTaskRun,
     failure: Option<String>,
 ) -> Handled {
     let node_id = user_task.node_run_id.clone().unwrap_or_default();
     rc.put_user_task_run(key, user_task);
-    let node_key = run.node_run_key(rc.tenant, node_id.thread_run_number, node_id.position);
-    let Some(mut node_run) = rc.node_run(&node_key)? else {
-        return Err(CommandError::internal("the user task's node run is missing").into());
-    };
-    let Some(index) = run.thread_index(node_id.thread_run_number) else {
-        return Err(CommandError::internal("the user task's thread is missing").into());
-    };
-    if node_run.status() == LhStatus::Running {
-        match failure {
-            None => interpreter::complete_node(rc, &mut node_run),
-            Some(message) => interpreter::fail_node(rc, &mut run, index, &mut node_run, message),
-        }
-        rc.put_node_run(node_key, node_run);
-        interpreter::advance(rc, &mut run)?;
-    }
+    interpreter::end_waiting_node(rc, &node_id, |_| {
+        Some(failure.map_or(Ending::Completed, Ending::Failed))
+    })?;
     Ok(None)
 }
