@@ -4,15 +4,16 @@
 //! workflow core ([`core`]: the topology, its metadata and execution processors), the
 //! client that sends commands and waits for their results ([`client`]), the task
 //! worker library programs use to serve a TaskDef ([`worker`]), metadata spec files
-//! ([`spec_file`]), reading committed runs from outside a server ([`inspect`]) and the
-//! `weir` command line's building blocks ([`cli`]). The runtime underneath never learns
-//! of any of them.
+//! ([`spec_file`]), reading committed runs from outside a server ([`inspect`]), data
+//! models and the flows between them ([`flows`]) and the `weir` command line's building
+//! blocks ([`cli`]). The runtime underneath never learns of any of them.
 
 pub mod builder;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod flows;
 pub mod inspect;
 pub mod lifecycle;
 pub mod metadata;
