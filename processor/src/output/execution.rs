@@ -1,16 +1,19 @@
 //! From what one command changed to the execution-output records it sends.
 //!
-//! A command's changes arrive as [`Change`]s with the order in which the command first
-//! wrote each object. What counts as a change to publish: a `WfRun` whose status
+//! A command's changes arrive as [`Change`]s, each the object as it was before the
+//! command and as it is after, with the order in which the command last wrote it. What counts as a change to publish: a `WfRun` whose status
 //! changed (a new one included), any change of a `TaskRun`, a `Variable` whose value
 //! changed, an `ExternalEvent` registered or claimed, a `WorkflowEvent` thrown, a
 //! `UserTaskRun` with a new entry in its history. NodeRuns are never published. Each
 //! candidate is then checked against the tenant's [`policy`](super::policy).
 //!
-//! Order within a command: a new WfRun first, a WfRun that reached a terminal status
-//! last, and everything else in the order the command changed it (a run's variables
-//! before its first TaskRun, a task's result before the mutation it feeds). That order
-//! is as deterministic as processing itself.
+//! A record is a snapshot of the object after the command, so an object the command
+//! changed twice (a variable assigned on two edges the command crossed) is published
+//! once, with its final value. Order within a command: a new WfRun first, a WfRun that
+//! reached a terminal status last, and everything else in the order of its last change
+//! in the command (a run's variables before its first TaskRun, a task's result before
+//! the mutation it feeds, a claimed event before the mutation after the wait). That
+//! order is as deterministic as processing itself.
 
 use prost::Message;
 use prost_types::Timestamp;
@@ -206,7 +209,7 @@ fn spec_of<S: MetadataSource>(
 }
 
 /// The execution-output records of one command: `changes` with the sequence of their
-/// first write, for `tenant` on core-cmd partition `partition`.
+/// last write, for `tenant` on core-cmd partition `partition`.
 pub fn records<S: MetadataSource>(
     changes: Vec<(u64, Change)>,
     view: &mut MetadataView<'_, S>,

@@ -26,7 +26,7 @@ use crate::topics::{CoreTopics, TENANT_HEADER};
 #[derive(Debug)]
 pub(crate) struct Buffer<V> {
     entries: BTreeMap<Vec<u8>, Option<V>>,
-    /// Keys written, with the command-wide sequence number of their first write.
+    /// Keys written, with the command-wide sequence number of their last write.
     written: BTreeMap<Vec<u8>, u64>,
 }
 
@@ -55,12 +55,12 @@ impl<V: Message + Default + Clone> Buffer<V> {
     }
 
     fn put(&mut self, key: Vec<u8>, value: V, sequence: u64) {
-        self.written.entry(key.clone()).or_insert(sequence);
+        self.written.insert(key.clone(), sequence);
         self.entries.insert(key, Some(value));
     }
 
     fn delete(&mut self, key: Vec<u8>, sequence: u64) {
-        self.written.entry(key.clone()).or_insert(sequence);
+        self.written.insert(key.clone(), sequence);
         self.entries.insert(key, None);
     }
 
@@ -89,7 +89,7 @@ impl<V: Message + Default + Clone> Buffer<V> {
     }
 
     /// Writes every buffered change to the store and returns the values put, each with
-    /// its first-write sequence and the value it replaced.
+    /// the sequence of its last write and the value it replaced.
     fn flush(
         self,
         ctx: &mut ProcessorContext<'_, '_>,
