@@ -2,10 +2,10 @@
 //! define, and checks against the compiled descriptor set that none is
 //! missing.
 //!
-//! Coverage: 94 message types (map entry types, which prost does not expose,
+//! Coverage: 95 message types (map entry types, which prost does not expose,
 //! excluded): 10 in common.proto, 24 in metadata.proto, 20 in
 //! execution.proto, 28 in commands.proto, 2 in output.proto, 6 in
-//! flows.proto and 2 in runtime.proto. Three of them have no fields
+//! flows.proto and 3 in runtime.proto. Three of them have no fields
 //! (EntrypointNode, EntrypointRun, ExitRun) and round-trip as their default;
 //! every other value has at least one field set, and every member of every
 //! oneof appears at least once.
@@ -148,6 +148,7 @@ fn every_message_round_trips() {
         // runtime.proto
         CommitMarker => vec![commit_marker()],
         TimerRecord => vec![timer_record()],
+        ParkedRecord => parked_records(),
     }
 
     let defined = defined_messages();
@@ -155,7 +156,7 @@ fn every_message_round_trips() {
     let unknown: Vec<_> = covered.difference(&defined).collect();
     assert!(missing.is_empty(), "not round-tripped: {missing:?}");
     assert!(unknown.is_empty(), "not in the schemas: {unknown:?}");
-    assert_eq!(covered.len(), 94, "update the count in the module doc");
+    assert_eq!(covered.len(), 95, "update the count in the module doc");
 }
 
 /// Full names of every message in package `weir`, nested ones included and
@@ -1095,6 +1096,34 @@ fn timer_record() -> TimerRecord {
         key: b"wf-run-7".to_vec(),
         fired: true,
     }
+}
+
+fn parked_records() -> Vec<ParkedRecord> {
+    let full = ParkedRecord {
+        topic: "acme-output".into(),
+        partition: 3,
+        key: Some(b"wf-run-7".to_vec()),
+        value: Some(b"payload".to_vec()),
+        headers: [
+            ("weir-id".to_owned(), b"core-cmd:3:41:0".to_vec()),
+            ("weir-tenant".to_owned(), b"acme".to_vec()),
+        ]
+        .into_iter()
+        .collect(),
+        timestamp_ms: 1_700_000_000_123,
+    };
+    // Null key and value, and empty (but present) ones, stay apart.
+    let null_key_and_value = ParkedRecord {
+        key: None,
+        value: None,
+        ..full.clone()
+    };
+    let empty_key_and_value = ParkedRecord {
+        key: Some(Vec::new()),
+        value: Some(Vec::new()),
+        ..full.clone()
+    };
+    vec![full, null_key_and_value, empty_key_and_value]
 }
 
 fn stored_metadata() -> Vec<StoredMetadata> {

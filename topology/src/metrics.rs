@@ -20,6 +20,8 @@ pub const STORE_PUTS: &str = "weir_store_puts_total";
 pub const STORE_BYTES_WRITTEN: &str = "weir_store_bytes_written_total";
 pub const OUTPUT_RECORDS: &str = "weir_output_records_total";
 pub const KAFKA_RETRIES: &str = "weir_kafka_retries_total";
+pub const OUTPUT_PARKED_RECORDS: &str = "weir_output_parked_records";
+pub const OUTPUT_PARKED: &str = "weir_output_parked_total";
 
 /// Describes every metric once, so `/metrics` carries help text.
 pub fn describe() {
@@ -83,6 +85,15 @@ pub fn describe() {
         KAFKA_RETRIES,
         "Kafka operations retried after an error, per task and operation."
     );
+    describe_gauge!(
+        OUTPUT_PARKED_RECORDS,
+        Unit::Count,
+        "Output records parked because their topic or partition does not exist, waiting to be produced, per task and topic."
+    );
+    describe_counter!(
+        OUTPUT_PARKED,
+        "Output records parked because their topic or partition did not exist, per task and topic."
+    );
 }
 
 /// The handles one task records into.
@@ -135,6 +146,14 @@ impl TaskMetrics {
 
     pub(crate) fn output_records(&self, topic: &str) -> Counter {
         counter!(OUTPUT_RECORDS, "task" => self.task.clone(), "topic" => topic.to_owned())
+    }
+
+    pub(crate) fn output_parked_records(&self, topic: &str) -> Gauge {
+        gauge!(OUTPUT_PARKED_RECORDS, "task" => self.task.clone(), "topic" => topic.to_owned())
+    }
+
+    pub(crate) fn output_parked(&self, topic: &str) -> Counter {
+        counter!(OUTPUT_PARKED, "task" => self.task.clone(), "topic" => topic.to_owned())
     }
 
     pub(crate) fn kafka_retries(&self, operation: &'static str) -> Counter {

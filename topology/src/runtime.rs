@@ -53,7 +53,8 @@ impl Runtime {
     }
 
     /// The topics the topology needs: sources, one compacted changelog per store
-    /// (including each sub-topology's timer store), the dead-letter topic and sinks.
+    /// (including each sub-topology's timer and parked-output stores), the dead-letter
+    /// topic and sinks.
     pub fn required_topics(&self) -> Vec<TopicSpec> {
         let config = &self.config;
         let rf = config.replication_factor;

@@ -97,6 +97,12 @@ impl SubTopology {
     pub(crate) fn timer_store_name(&self) -> String {
         format!("{}-timers", self.name)
     }
+
+    /// The internal store holding output records whose destination does not exist yet
+    /// (see [`crate::task::parked`]).
+    pub(crate) fn parked_store_name(&self) -> String {
+        format!("{}-parked", self.name)
+    }
 }
 
 /// A complete processing graph, built by hand.
@@ -229,7 +235,8 @@ impl Topology {
         Ok(())
     }
 
-    /// The stores each task of `sub` holds: the sub-topology's own, then its timer store.
+    /// The stores each task of `sub` holds: the sub-topology's own, then its timer store
+    /// and its parked-output store.
     pub(crate) fn task_store_names(&self, sub: &SubTopology) -> Vec<String> {
         let mut names: Vec<String> = sub
             .stores
@@ -237,6 +244,7 @@ impl Topology {
             .map(|&i| self.stores[i].name.to_string())
             .collect();
         names.push(sub.timer_store_name());
+        names.push(sub.parked_store_name());
         names
     }
 

@@ -51,7 +51,8 @@ fn dump(config: &WeirConfig, partitions: i32) -> anyhow::Result<()> {
             continue;
         }
         let timers = format!("{SUBTOPOLOGY}-timers");
-        let db = weir_state::TaskDb::open(&path, &[STORE, &timers], &resources)
+        let parked = format!("{SUBTOPOLOGY}-parked");
+        let db = weir_state::TaskDb::open(&path, &[STORE, &timers, &parked], &resources)
             .with_context(|| format!("opening {}", path.display()))?;
         let store = db.store_id(STORE).context("counts store missing")?;
         for (key, value) in db.scan_all(store)? {

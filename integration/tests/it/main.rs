@@ -7,6 +7,7 @@ mod global;
 mod offsets;
 mod orders;
 mod output;
+mod parked;
 mod runtime;
 mod smoke;
 mod worker;

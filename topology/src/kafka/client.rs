@@ -92,6 +92,42 @@ impl KafkaClient {
         })
     }
 
+    /// Checks that `partition` of `topic` exists, without creating it: a metadata request
+    /// that names a topic lets the broker auto-create it (rskafka's lookups all do), so
+    /// this reads the cluster's topic list instead. A missing topic is
+    /// [`KafkaError::UnknownTopic`], a missing partition [`KafkaError::UnknownPartition`].
+    pub async fn check_partition_exists(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), KafkaError> {
+        let topics = self
+            .client
+            .list_topics()
+            .await
+            .map_err(|source| KafkaError::Partition {
+                operation: "list topics to find",
+                topic: topic.to_owned(),
+                partition,
+                source: Box::new(source),
+            })?;
+        let found = topics
+            .into_iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| KafkaError::UnknownTopic {
+                topic: topic.to_owned(),
+            })?;
+        if found.partitions.contains(&partition) {
+            Ok(())
+        } else {
+            Err(KafkaError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: found.partitions.len(),
+            })
+        }
+    }
+
     /// A handle on one partition of an existing topic.
     pub async fn partition(
         &self,

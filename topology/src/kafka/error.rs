@@ -75,6 +75,14 @@ pub enum KafkaError {
     #[error("topic {topic} does not exist")]
     UnknownTopic { topic: String },
 
+    /// A topic exists, but without the partition asked for.
+    #[error("topic {topic} has no partition {partition} (it has {partitions})")]
+    UnknownPartition {
+        topic: String,
+        partition: i32,
+        partitions: usize,
+    },
+
     /// A topic exists with a different shape than weir needs.
     #[error("topic {topic} exists with {actual} partitions, but {expected} are required")]
     PartitionCountMismatch {
@@ -93,4 +101,90 @@ pub enum KafkaError {
         #[source]
         source: Box<rskafka::client::error::Error>,
     },
+}
+
+/// How rskafka words a metadata answer that lacks the asked-for partition (the topic
+/// exists with fewer partitions).
+const NO_SUCH_PARTITION: &str = "Could not find metadata for partition";
+
+impl KafkaError {
+    /// Whether this error says the topic or the partition does not exist (Kafka's
+    /// UNKNOWN_TOPIC_OR_PARTITION, or a topic whose metadata lacks the partition), as
+    /// opposed to a broker that is unreachable, slow or refusing for another reason.
+    pub fn is_unknown_topic_or_partition(&self) -> bool {
+        use rskafka::client::error::{Error, ProtocolError};
+        match self {
+            Self::UnknownTopic { .. } | Self::UnknownPartition { .. } => true,
+            Self::Partition { source, .. } => match source.as_ref() {
+                Error::ServerError {
+                    protocol_error: ProtocolError::UnknownTopicOrPartition,
+                    ..
+                } => true,
+                Error::InvalidResponse(message) => message.starts_with(NO_SUCH_PARTITION),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rskafka::client::error::{Error, ProtocolError, RequestContext};
+
+    use super::*;
+
+    fn partition_error(source: Error) -> KafkaError {
+        KafkaError::Partition {
+            operation: "produce to",
+            topic: "t".to_owned(),
+            partition: 0,
+            source: Box::new(source),
+        }
+    }
+
+    fn server_error(protocol_error: ProtocolError) -> Error {
+        Error::ServerError {
+            protocol_error,
+            error_message: None,
+            request: RequestContext::Topic("t".to_owned()),
+            response: None,
+            is_virtual: false,
+        }
+    }
+
+    #[test]
+    fn only_a_missing_topic_or_partition_counts_as_unknown() {
+        let unknown = [
+            KafkaError::UnknownTopic {
+                topic: "t".to_owned(),
+            },
+            KafkaError::UnknownPartition {
+                topic: "t".to_owned(),
+                partition: 4,
+                partitions: 4,
+            },
+            partition_error(server_error(ProtocolError::UnknownTopicOrPartition)),
+            partition_error(Error::InvalidResponse(format!(
+                "{NO_SUCH_PARTITION} 7 in topic \"t\""
+            ))),
+        ];
+        for error in &unknown {
+            assert!(error.is_unknown_topic_or_partition(), "{error}");
+        }
+        let transient = [
+            partition_error(server_error(ProtocolError::NotLeaderOrFollower)),
+            partition_error(server_error(ProtocolError::RequestTimedOut)),
+            partition_error(Error::Timeout),
+            partition_error(Error::InvalidResponse("garbled".to_owned())),
+            KafkaError::Timeout {
+                api: "Produce",
+                broker: "b".to_owned(),
+                timeout: Duration::from_secs(1),
+            },
+        ];
+        for error in &transient {
+            assert!(!error.is_unknown_topic_or_partition(), "{error}");
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! The record collector: produces records grouped by topic partition, every partition
-//! at once and each partition's records in order, in chunks the broker accepts.
+//! at once and each partition's records in order, in chunks the broker accepts; either
+//! all or nothing ([`RecordCollector::send`]) or with an answer per partition
+//! ([`RecordCollector::send_each`]).
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 
 use crate::kafka::{KafkaClient, KafkaError, Record, TopicPartition};
 
@@ -53,10 +55,59 @@ impl RecordCollector {
         Ok(try_join_all(sends).await?.into_iter().collect())
     }
 
-    async fn handle(&mut self, destination: &Destination) -> Result<TopicPartition, KafkaError> {
+    /// Produces every group and waits for every answer, returning per destination the
+    /// offsets of its records or the error that stopped it. One destination failing
+    /// does not stop the others. A destination whose error comes after some of its
+    /// chunks were acknowledged reports the error: those records may be on the broker.
+    pub(crate) async fn send_each<'a>(
+        &mut self,
+        groups: Vec<(&'a Destination, &'a [Record])>,
+    ) -> BTreeMap<Destination, Result<Vec<i64>, KafkaError>> {
+        let mut results = BTreeMap::new();
+        let mut ready = Vec::new();
+        for (destination, records) in groups {
+            match self.handle(destination).await {
+                Ok(handle) => ready.push((destination, records, handle)),
+                Err(error) => {
+                    results.insert(destination.clone(), Err(error));
+                }
+            }
+        }
+        let sends = ready
+            .into_iter()
+            .map(|(destination, records, handle)| async move {
+                let mut offsets = Vec::with_capacity(records.len());
+                for chunk in chunks(records) {
+                    match handle.produce(chunk.to_vec()).await {
+                        Ok(chunk_offsets) => offsets.extend(chunk_offsets),
+                        Err(error) => return (destination.clone(), Err(error)),
+                    }
+                }
+                (destination.clone(), Ok(offsets))
+            });
+        results.extend(join_all(sends).await);
+        results
+    }
+
+    /// Drops the cached handle of a destination, so the next send looks it up again
+    /// (after it was found missing).
+    pub(crate) fn forget(&mut self, destination: &Destination) {
+        self.partitions.remove(destination);
+    }
+
+    /// The handle on a destination's partition, looked up once and then reused; an
+    /// error when the topic or partition does not exist (never created by the lookup).
+    pub(crate) async fn handle(
+        &mut self,
+        destination: &Destination,
+    ) -> Result<TopicPartition, KafkaError> {
         if let Some(handle) = self.partitions.get(destination) {
             return Ok(handle.clone());
         }
+        // Checked first: looking a topic up by name may make the broker create it.
+        self.client
+            .check_partition_exists(&destination.0, destination.1)
+            .await?;
         let handle = self.client.partition(&destination.0, destination.1).await?;
         self.partitions.insert(destination.clone(), handle.clone());
         Ok(handle)

@@ -1,8 +1,10 @@
 //! Tasks: one per partition of a sub-topology. [`core`] processes records without I/O;
-//! [`stream_task`] wraps it with fetching, the commit protocol and restore.
+//! [`stream_task`] wraps it with fetching, the commit protocol and restore; [`parked`]
+//! holds the outputs of destinations that do not exist until they do.
 
 pub(crate) mod collector;
 pub(crate) mod core;
+pub(crate) mod parked;
 pub(crate) mod restore;
 pub(crate) mod stream_task;
 

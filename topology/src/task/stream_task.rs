@@ -1,8 +1,9 @@
 //! A running task: one partition of a sub-topology's sources, its RocksDB store and its
 //! changelog partitions. It restores, then loops: fetch, process into a batch, and
-//! commit the batch by the protocol in [`StreamTask::commit`].
+//! commit the batch by the protocol in [`StreamTask::commit`], parking the outputs of
+//! destinations that do not exist ([`crate::task::parked`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,8 @@ use crate::metrics::TaskMetrics;
 use crate::processor::{InputRecord, ProcessingError};
 use crate::state_dir;
 use crate::task::collector::{Destination, RecordCollector};
-use crate::task::core::{Batch, TaskCore, TaskCoreParts};
+use crate::task::core::{Batch, StampedOutput, TaskCore, TaskCoreParts};
+use crate::task::parked::{self, ParkedOutputs, ParkingOutcome};
 use crate::task::restore::{self, Restored, StoreChanges};
 use crate::topology::{SubTopology, Topology};
 
@@ -55,6 +57,8 @@ pub(crate) struct StreamTask {
     /// Handles on the global stores' changelogs, opened on first use and kept, so a
     /// batch's catch-up costs one fetch, not a metadata lookup.
     global_changelogs: Vec<Option<TopicPartition>>,
+    /// Destinations that do not exist and the records waiting for them.
+    parked: ParkedOutputs,
     epoch: u64,
     batch_number: u64,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -115,6 +119,8 @@ impl StreamTask {
         }
         let timer_topic = Arc::clone(&sources[0].topic);
         let timer_store = store_id(&db, &subtopology.timer_store_name())?;
+        let parked_store = store_id(&db, &subtopology.parked_store_name())?;
+        let parked = ParkedOutputs::load(&id, &db, parked_store, &metrics)?;
         let Restored {
             checkpoint,
             epoch,
@@ -144,6 +150,7 @@ impl StreamTask {
             client,
             global_changelogs: vec![None; globals.replicas().len()],
             globals,
+            parked,
             epoch,
             batch_number: 0,
             stop,
@@ -168,7 +175,13 @@ impl StreamTask {
                 tracing::info!(task = %self.id, "task stopped cleanly");
                 return Ok(());
             }
-            let deadline = batch_started + self.config.commit_interval;
+            // While outputs are parked, commit at least as often as they are retried.
+            let interval = if self.parked.is_empty() {
+                self.config.commit_interval
+            } else {
+                self.config.commit_interval.min(parked::RETRY_INTERVAL)
+            };
+            let deadline = batch_started + interval;
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
@@ -199,7 +212,10 @@ impl StreamTask {
 
     /// Commits the open batch. The order is the invariant that makes state exactly-once
     /// without broker transactions (ARCHITECTURE.md):
-    /// 1. produce every output record and await the acknowledgements;
+    /// 1. produce every output record and await the acknowledgements, except those of
+    ///    a destination that does not exist (or has parked records): they are written
+    ///    to the parked store as changes of this batch; a parked destination that
+    ///    exists again is produced first, and its parked records deleted in this batch;
     /// 2. produce the changelog records (changed keys, tombstones), await them, then a
     ///    commit marker per changed store carrying the next input offsets, await those;
     /// 3. write the state changes, next input offsets and changelog positions to
@@ -212,14 +228,20 @@ impl StreamTask {
             .fire_due_timers(now_ms)
             .map_err(|e| fatal(&self.id, &e))?;
         let batch = self.core.take_batch();
-        if batch.is_empty() {
+        let retry_parked = self.parked.retry_due(Instant::now());
+        if batch.is_empty() && !retry_parked {
             return Ok(());
         }
         let started = Instant::now();
-        let result = self.commit_batch(&batch).await;
-        if result.is_err() {
-            self.core.db.discard_pending();
-            return result;
+        let outcome = match self.commit_batch(&batch, retry_parked).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.core.db.discard_pending();
+                return Err(error);
+            }
+        };
+        if !outcome.is_empty() {
+            self.parked.apply(outcome);
         }
         self.core
             .metrics
@@ -232,36 +254,18 @@ impl StreamTask {
         Ok(())
     }
 
-    async fn commit_batch(&mut self, batch: &Batch) -> Result<(), RuntimeError> {
-        // 1. Outputs.
-        let mut outputs: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
-        for output in &batch.outputs {
-            let record = &output.record;
-            outputs
-                .entry((record.topic.clone(), record.partition))
-                .or_default()
-                .push(Record {
-                    key: record.key.as_ref().map(|k| k.to_vec()),
-                    value: record.value.as_ref().map(|v| v.to_vec()),
-                    headers: record
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.to_vec()))
-                        .collect(),
-                    timestamp: chrono::DateTime::from_timestamp_millis(output.timestamp_ms)
-                        .unwrap_or_default(),
-                });
-        }
-        self.send_with_retry("produce outputs", &outputs).await?;
-        for ((topic, _), records) in &outputs {
-            self.core
-                .metrics
-                .output_records(topic)
-                .increment(records.len() as u64);
-        }
+    async fn commit_batch(
+        &mut self,
+        batch: &Batch,
+        retry_parked: bool,
+    ) -> Result<ParkingOutcome, RuntimeError> {
+        let batch_id = (self.epoch, self.batch_number);
+
+        // 1. Outputs (and the parked store's changes).
+        let outputs = group_outputs(&batch.outputs);
+        let (outcome, parked_changes) = self.deliver(outputs, batch_id, retry_parked).await?;
 
         // 2. Changelog data, then markers.
-        let batch_id = (self.epoch, self.batch_number);
         let mut next_offsets: BTreeMap<String, i64> = self
             .sources
             .iter()
@@ -277,6 +281,12 @@ impl StreamTask {
                 .or_default()
                 .push((key.clone(), value.clone()));
         }
+        for (key, value) in parked_changes {
+            by_store
+                .entry(self.parked.store())
+                .or_default()
+                .push((key, value));
+        }
         self.write_changelog(by_store, batch_id, &next_offsets, batch.last_timestamp_ms)
             .await?;
 
@@ -287,7 +297,161 @@ impl StreamTask {
         let bytes = self.core.db.commit_pending(&self.checkpoint)?;
         self.core.metrics.store_bytes_written.increment(bytes);
         self.batch_number += 1;
-        Ok(())
+        Ok(outcome)
+    }
+
+    /// Step 1 of a commit: produces the batch's outputs and, when `retry_parked`, the
+    /// records of parked destinations that exist again (before their new records). The
+    /// records of a destination that does not exist, or is still parked, are parked
+    /// behind the older ones. Returns what changed for the parked destinations and the
+    /// parked store's changes, which the caller commits with the batch.
+    async fn deliver(
+        &mut self,
+        outputs: BTreeMap<Destination, Vec<Record>>,
+        batch_id: BatchId,
+        retry_parked: bool,
+    ) -> Result<(ParkingOutcome, Vec<(Bytes, Option<Bytes>)>), RuntimeError> {
+        let mut sends: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
+        // Keys of the parked records at the front of `sends`, per draining destination.
+        let mut draining: BTreeMap<Destination, Vec<Bytes>> = BTreeMap::new();
+        if retry_parked {
+            let now = Instant::now();
+            self.parked.retried(now);
+            for destination in self.parked.destinations() {
+                // Reading the parked records is worth it only once the partition exists.
+                if let Err(error) = self.collector.handle(&destination).await {
+                    self.parked
+                        .still_missing(&destination, &error.to_string(), now);
+                    continue;
+                }
+                let (keys, records) = self
+                    .parked
+                    .read(&self.core.db, &destination)?
+                    .into_iter()
+                    .unzip();
+                draining.insert(destination.clone(), keys);
+                sends.insert(destination, records);
+            }
+        }
+        let mut to_park: BTreeMap<Destination, (Vec<Record>, Option<String>)> = BTreeMap::new();
+        for (destination, records) in outputs {
+            if self.parked.contains(&destination) && !draining.contains_key(&destination) {
+                to_park.insert(destination, (records, None));
+            } else {
+                sends.entry(destination).or_default().extend(records);
+            }
+        }
+
+        let results = self.send_outputs(&sends, &draining).await?;
+        let mut outcome = ParkingOutcome::default();
+        for (destination, result) in results {
+            let Some(mut records) = sends.remove(&destination) else {
+                continue;
+            };
+            let parked_before = draining.get(&destination).map_or(0, Vec::len);
+            match result {
+                Ok(()) => {
+                    self.core
+                        .metrics
+                        .output_records(&destination.0)
+                        .increment(records.len() as u64);
+                    if draining.contains_key(&destination) {
+                        outcome.drained.insert(destination, parked_before as u64);
+                    }
+                }
+                Err(error) => {
+                    // Parked records stay; this batch's records queue up behind them.
+                    draining.remove(&destination);
+                    self.collector.forget(&destination);
+                    let new = records.split_off(parked_before.min(records.len()));
+                    if !new.is_empty() {
+                        let first =
+                            (!self.parked.contains(&destination)).then(|| error.to_string());
+                        to_park.insert(destination, (new, first));
+                    }
+                }
+            }
+        }
+
+        let store = self.parked.store();
+        let mut state = self.core.db.record();
+        for keys in draining.values() {
+            for key in keys {
+                state.delete(store, key);
+            }
+        }
+        for (destination, (records, first_error)) in to_park {
+            parked::park(&mut state, store, &destination, batch_id, &records);
+            outcome
+                .parked
+                .insert(destination, (records.len() as u64, first_error));
+        }
+        let changes = state
+            .finish()?
+            .into_vec()
+            .into_iter()
+            .map(|change| (change.key, change.value))
+            .collect();
+        Ok((outcome, changes))
+    }
+
+    /// Produces every group, each destination on its own: a destination that does not
+    /// exist, or a draining one that fails for any reason, is settled with its error
+    /// (its records get parked); any other failure is retried until it succeeds, as
+    /// every commit step is.
+    async fn send_outputs(
+        &mut self,
+        groups: &BTreeMap<Destination, Vec<Record>>,
+        draining: &BTreeMap<Destination, Vec<Bytes>>,
+    ) -> Result<BTreeMap<Destination, Result<(), KafkaError>>, RuntimeError> {
+        let mut pending: BTreeSet<&Destination> = groups.keys().collect();
+        let mut settled = BTreeMap::new();
+        let mut backoff = Duration::from_millis(100);
+        let mut give_up_at: Option<Instant> = None;
+        while !pending.is_empty() {
+            let attempt: Vec<(&Destination, &[Record])> = groups
+                .iter()
+                .filter(|(d, _)| pending.contains(d))
+                .map(|(d, records)| (d, records.as_slice()))
+                .collect();
+            let results = self.collector.send_each(attempt).await;
+            let mut failure = None;
+            for (destination, result) in results {
+                match result {
+                    Ok(_) => {
+                        pending.remove(&destination);
+                        settled.insert(destination, Ok(()));
+                    }
+                    Err(error)
+                        if error.is_unknown_topic_or_partition()
+                            || draining.contains_key(&destination) =>
+                    {
+                        pending.remove(&destination);
+                        settled.insert(destination, Err(error));
+                    }
+                    Err(error) => failure = Some(error),
+                }
+            }
+            let Some(error) = failure else { continue };
+            self.core
+                .metrics
+                .kafka_retries("produce outputs")
+                .increment(1);
+            if *self.stop.borrow() {
+                let limit =
+                    *give_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_COMMIT_GRACE);
+                if Instant::now() >= limit {
+                    return Err(RuntimeError::ShutdownCommit {
+                        task: self.id.clone(),
+                        reason: error.to_string(),
+                    });
+                }
+            }
+            tracing::warn!(task = %self.id, %error, retry_in_ms = backoff.as_millis() as u64, "produce outputs failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        Ok(settled)
     }
 
     /// Writes changed keys per store, then a marker to each of those stores, and moves
@@ -473,6 +637,29 @@ impl StreamTask {
         self.global_changelogs[index] = Some(handle.clone());
         Ok(handle)
     }
+}
+
+/// A batch's outputs as Kafka records, grouped by destination in batch order.
+fn group_outputs(outputs: &[StampedOutput]) -> BTreeMap<Destination, Vec<Record>> {
+    let mut grouped: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
+    for output in outputs {
+        let record = &output.record;
+        grouped
+            .entry((record.topic.clone(), record.partition))
+            .or_default()
+            .push(Record {
+                key: record.key.as_ref().map(|k| k.to_vec()),
+                value: record.value.as_ref().map(|v| v.to_vec()),
+                headers: record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_vec()))
+                    .collect(),
+                timestamp: chrono::DateTime::from_timestamp_millis(output.timestamp_ms)
+                    .unwrap_or_default(),
+            });
+    }
+    grouped
 }
 
 fn store_id(db: &TaskDb, name: &str) -> Result<StoreId, RuntimeError> {
