@@ -20,6 +20,9 @@ pub struct WeirProcess {
     stderr_path: PathBuf,
 }
 
+/// Processes started by this test run so far.
+static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl WeirProcess {
     /// Starts `weir ARGS…` with `env` added to this process's environment. Its stdout
     /// and stderr go to files named after `name` in the system temp directory.
@@ -40,8 +43,11 @@ impl WeirProcess {
     fn start_binary(binary: &Path, name: &str, args: &[&str], env: &[(String, String)]) -> Self {
         let dir = std::env::temp_dir().join(format!("weir-it-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        let stdout_path = dir.join(format!("{name}.stdout"));
-        let stderr_path = dir.join(format!("{name}.stderr"));
+        // Tests run in parallel and may reuse a name (every runtime test runs a `dump`):
+        // a sequence number keeps each process's files its own.
+        let sequence = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stdout_path = dir.join(format!("{name}-{sequence}.stdout"));
+        let stderr_path = dir.join(format!("{name}-{sequence}.stderr"));
         let stdout = std::fs::File::create(&stdout_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", stdout_path.display()));
         let stderr = std::fs::File::create(&stderr_path)

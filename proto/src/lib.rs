@@ -15,7 +15,8 @@
 //!   every request they carry, and the `CommandResult` answer;
 //! - `output.proto`: `OutputTopicRecord` and `MetadataOutputTopicRecord`;
 //! - `flows.proto`: data models, flows and initial-load progress;
-//! - `runtime.proto`: the generic runtime's commit marker and timer record.
+//! - `runtime.proto`: the generic runtime's commit marker, timer record and parked
+//!   output record.
 //!
 //! The output topic messages keep the exact names and field numbers of the
 //! Output Topic proposal (`OutputTopicRecord`, `MetadataOutputTopicRecord`,
