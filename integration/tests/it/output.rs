@@ -450,7 +450,7 @@ async fn every_order_publishes_exactly_its_changes_in_order() {
 
     let admin = cluster.ns.admin().await;
     let described = admin
-        .describe_topics(&[topic.clone()])
+        .describe_topics(std::slice::from_ref(&topic))
         .await
         .expect("describe");
     assert_eq!(
@@ -465,7 +465,7 @@ async fn every_order_publishes_exactly_its_changes_in_order() {
     );
     let metadata_topic = topics.metadata_output("acme");
     let described = admin
-        .describe_topics(&[metadata_topic.clone()])
+        .describe_topics(std::slice::from_ref(&metadata_topic))
         .await
         .expect("describe");
     assert_eq!(described[0].partitions.len(), 1);
@@ -591,7 +591,7 @@ async fn four_output_partitions_take_command_partition_modulo_four() {
         .ns
         .admin()
         .await
-        .describe_topics(&[topic.clone()])
+        .describe_topics(std::slice::from_ref(&topic))
         .await
         .expect("describe");
     assert_eq!(described[0].partitions.len(), 4);
