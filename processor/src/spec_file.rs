@@ -71,7 +71,8 @@ impl SpecFormat {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The format's name, for messages.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Json => "JSON",
             Self::Yaml => "YAML",
@@ -178,22 +179,11 @@ pub fn parse(
         // One line: the CLI prints the whole error on one.
         message: message.split_whitespace().collect::<Vec<_>>().join(" "),
     };
-    let descriptor = pool()?
-        .get_message_by_name(kind.message_name())
-        .ok_or_else(|| SpecFileError::Schema(format!("no message {}", kind.message_name())))?;
-    let message = match format {
-        SpecFormat::Json => {
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            let message = DynamicMessage::deserialize(descriptor, &mut deserializer)
-                .map_err(|e| invalid(e.to_string()))?;
-            deserializer.end().map_err(|e| invalid(e.to_string()))?;
-            message
-        }
-        SpecFormat::Yaml => {
-            DynamicMessage::deserialize(descriptor, yaml_serde::Deserializer::from_str(text))
-                .map_err(|e| invalid(e.to_string()))?
-        }
+    let text_error = |error: TextError| match error {
+        TextError::Schema(message) => SpecFileError::Schema(message),
+        TextError::Invalid(message) => invalid(message),
     };
+    let message = decode_text(kind.message_name(), text, format).map_err(text_error)?;
     let transcode_error = |e: prost::DecodeError| invalid(e.to_string());
     Ok(match kind {
         SpecKind::Tenant => SpecRequest::Tenant(message.transcode_to().map_err(transcode_error)?),
@@ -211,8 +201,46 @@ pub fn parse(
     })
 }
 
-/// The schemas' descriptors, decoded once (spec files and `weir output tail` read
-/// messages by name through them).
+/// Why a text could not be read as a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextError {
+    /// The built-in schemas could not be loaded, or do not define the message.
+    Schema(String),
+    /// The text is not a valid message of that type (one line, saying where).
+    Invalid(String),
+}
+
+/// Reads `text` (JSON or YAML, proto3 JSON mapping: camelCase or schema field names,
+/// enums by name) as the message `message_name` of weir's schemas (`weir.…`).
+pub fn decode_text(
+    message_name: &str,
+    text: &str,
+    format: SpecFormat,
+) -> Result<DynamicMessage, TextError> {
+    let descriptor = pool()
+        .map_err(|e| TextError::Schema(e.to_string()))?
+        .get_message_by_name(message_name)
+        .ok_or_else(|| TextError::Schema(format!("no message {message_name}")))?;
+    let invalid = |message: String| {
+        TextError::Invalid(message.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    match format {
+        SpecFormat::Json => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let message = DynamicMessage::deserialize(descriptor, &mut deserializer)
+                .map_err(|e| invalid(e.to_string()))?;
+            deserializer.end().map_err(|e| invalid(e.to_string()))?;
+            Ok(message)
+        }
+        SpecFormat::Yaml => {
+            DynamicMessage::deserialize(descriptor, yaml_serde::Deserializer::from_str(text))
+                .map_err(|e| invalid(e.to_string()))
+        }
+    }
+}
+
+/// The schemas' descriptors, decoded once (spec files, flow manifests and `weir output
+/// tail` read messages by name through them).
 pub fn pool() -> Result<&'static DescriptorPool, SpecFileError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {

@@ -25,16 +25,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, DynamicMessage};
 use weir_proto::data_model_field::FieldType;
 use weir_proto::flow::FlowKind;
 use weir_proto::{DataModel, Flow, FlowsManifest};
 
 use super::naming::{self, FlowTopics, MAX_TOPIC_NAME_LEN, ModelVersion};
 use super::transform::TransformRegistry;
-use crate::spec_file::SpecFormat;
+use crate::spec_file::{SpecFormat, TextError, decode_text};
 use crate::topics::is_valid_name;
 
 const MANIFEST_MESSAGE: &str = "weir.FlowsManifest";
@@ -77,44 +75,18 @@ pub fn read(path: &Path) -> Result<FlowsManifest, ManifestError> {
 /// Parses `text` as a manifest; `origin` names the text in errors. Field names may be
 /// camelCase or as in the schema, enums are written by name.
 pub fn parse(text: &str, format: SpecFormat, origin: &str) -> Result<FlowsManifest, ManifestError> {
-    let format_name = match format {
-        SpecFormat::Json => "JSON",
-        SpecFormat::Yaml => "YAML",
-    };
     let invalid = |message: String| ManifestError::Parse {
         origin: origin.to_owned(),
-        format: format_name,
-        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+        format: format.name(),
+        message,
     };
-    let descriptor = pool()?
-        .get_message_by_name(MANIFEST_MESSAGE)
-        .ok_or_else(|| ManifestError::Schema(format!("no message {MANIFEST_MESSAGE}")))?;
-    let message = match format {
-        SpecFormat::Json => {
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            let message = DynamicMessage::deserialize(descriptor, &mut deserializer)
-                .map_err(|e| invalid(e.to_string()))?;
-            deserializer.end().map_err(|e| invalid(e.to_string()))?;
-            message
-        }
-        SpecFormat::Yaml => {
-            DynamicMessage::deserialize(descriptor, yaml_serde::Deserializer::from_str(text))
-                .map_err(|e| invalid(e.to_string()))?
-        }
-    };
+    let message = decode_text(MANIFEST_MESSAGE, text, format).map_err(|error| match error {
+        TextError::Schema(message) => ManifestError::Schema(message),
+        TextError::Invalid(message) => invalid(message),
+    })?;
     message
         .transcode_to()
         .map_err(|e: prost::DecodeError| invalid(e.to_string()))
-}
-
-/// The schemas' descriptors, decoded once.
-fn pool() -> Result<&'static DescriptorPool, ManifestError> {
-    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(weir_proto::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| ManifestError::Schema(e.clone()))
 }
 
 /// What a validation problem is about.

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use weir_proto::node::Node as NodeKind;
 use weir_proto::variable_assignment::Source;
 use weir_proto::variable_mutation::RhsValue;
-use weir_proto::variable_value::Value;
 use weir_proto::{
-    Node, TaskDef, ThreadSpec, VariableAssignment, VariableMutationType, VariableType,
-    VariableValue, WfSpec,
+    Node, TaskDef, ThreadSpec, VariableAssignment, VariableMutationType, VariableType, WfSpec,
 };
+
+use super::typing::value_type;
 
 /// The metadata a spec may refer to, as the tenant has it now.
 pub trait KnownMetadata {
@@ -401,22 +401,11 @@ impl<'a, K: KnownMetadata> ThreadCheck<'a, K> {
     }
 }
 
-/// The type of a literal, or `None` for an empty value.
-fn value_type(value: &VariableValue) -> Option<VariableType> {
-    Some(match value.value.as_ref()? {
-        Value::Str(_) => VariableType::Str,
-        Value::Int(_) => VariableType::Int,
-        Value::Double(_) => VariableType::Double,
-        Value::Bool(_) => VariableType::Bool,
-        Value::JsonObj(_) => VariableType::JsonObj,
-        Value::JsonArr(_) => VariableType::JsonArr,
-        Value::Bytes(_) => VariableType::Bytes,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_proto::VariableValue;
+    use weir_proto::variable_value::Value;
     use weir_proto::{
         Edge, EntrypointNode, ExitNode, ExternalEventNode, TaskNode, ThreadVarDef, VariableDef,
         VariableMutation,
