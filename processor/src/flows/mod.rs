@@ -1,6 +1,6 @@
 //! Flows: data models, the records of their ingestion topics, and the flows that
 //! transform the records of one model version into another (the Flows Input/Output
-//! Topics RFD). This module holds the I/O-free part: no Kafka, no stores.
+//! Topics RFD). Most of this module is I/O-free: no Kafka, no stores.
 //!
 //! A data model version `{Model}` `major.minor` has an ingestion topic and a table, both
 //! named `{Model}_{major}_{minor}` ([`naming`]); its records are JSON objects checked
@@ -17,10 +17,16 @@
 //! `weir flows plan` prints and `weir flows apply` does); [`cutover`] is the initial
 //! load of a flow, per partition: a snapshot of the source table at a known offset of
 //! the ingestion topic, then live records from that offset on.
+//!
+//! [`topology`] is the runtime part: the sub-topologies that keep each version's table
+//! ([`ingest`]) and run each flow ([`flow_task`]) on `weir-topology`.
 
 pub mod cutover;
+mod flow_task;
+mod ingest;
 pub mod manifest;
 pub mod naming;
 pub mod plan;
 pub mod record;
+pub mod topology;
 pub mod transform;

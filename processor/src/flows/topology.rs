@@ -1,0 +1,252 @@
+//! The runtime topology of a validated flows manifest: which sub-topologies read which
+//! topics, which stores they own, and which topics they write. The processors
+//! themselves are in [`super::ingest`] (a model version's table) and
+//! [`super::flow_task`] (a flow's transform, and the copier of a regular flow).
+//!
+//! | sub-topology              | sources                                        | store        | writes                                   |
+//! |---------------------------|------------------------------------------------|--------------|------------------------------------------|
+//! | `flows-model.{Model}_{M}_{m}` | ingestion topic; output of the migration into this version | the table | input topics of the flows from this version |
+//! | `flows-flow.{flow}`       | the flow's input topic                         | none         | the flow's output topic                  |
+//! | `flows-copy.{flow}`       | a regular flow's output topic                  | none         | the target's ingestion topic             |
+//!
+//! Partitions. Each model version's ingestion topic has the partition count given in
+//! [`PartitionCounts`] (what exists on the cluster, or what `weir flows apply` creates);
+//! a flow's input and output topics have its source's count, so a record keeps its
+//! partition number from the ingestion topic to the flow's output. A migration's output
+//! is a second source of the target version's sub-topology, so the two versions of a
+//! migration must have the same count: [`topology`] refuses otherwise
+//! ([`FlowsTopologyError::MigrationPartitions`]); a migration across partition counts
+//! would need a repartition topic in between, which is not built. A regular flow's
+//! target may have any count: the copier places each record on the target ingestion
+//! topic's partition that Kafka's default partitioner picks for its key
+//! ([`crate::topics::partition_for_key`]), where a producer would have put it.
+//!
+//! Not here yet: the initial load ([`super::cutover`]). It plugs into the flow's input
+//! topic: a loader per partition of the source version's sub-topology writes the
+//! snapshot of the source table to the flow's input topic, and the copy from the
+//! ingestion topic to the flow's input (today in [`super::ingest`], unconditional) must
+//! ask [`super::cutover::Cutover::live`] for each record while a load runs; that copy
+//! then moves to its own sub-topology per flow, so holding one flow's live records does
+//! not hold up the table or the other flows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use weir_proto::TableRow;
+use weir_proto::flow::FlowKind;
+use weir_topology::kafka::TopicSpec;
+use weir_topology::{SourceTopic, StoreHandle, Topology, TopologyError};
+
+use super::flow_task::{CopyProcessor, FlowProcessor};
+use super::ingest::{IngestProcessor, TableSource};
+use super::manifest::{ValidManifest, flow_topics};
+use super::naming::ModelVersion;
+use super::transform::TransformRegistry;
+
+/// The partition count of each model version's ingestion topic.
+pub type PartitionCounts = BTreeMap<ModelVersion, i32>;
+
+/// The same partition count for every model version of `manifest`.
+pub fn uniform_partitions(manifest: &ValidManifest, partitions: i32) -> PartitionCounts {
+    manifest
+        .models()
+        .map(|(id, _)| (id.clone(), partitions))
+        .collect()
+}
+
+/// A flows topology that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowsTopologyError {
+    /// A model version has no partition count.
+    #[error("no partition count for {0} (ingestion topic {topic})", topic = .0.ingestion_topic())]
+    NoPartitions(ModelVersion),
+    /// A partition count below one.
+    #[error("{model}: partition count {partitions} is not positive")]
+    BadPartitions {
+        model: ModelVersion,
+        partitions: i32,
+    },
+    /// A flow's transform is not registered in this program.
+    #[error("flow {flow:?}: transform {transform:?} is not registered in this program")]
+    UnknownTransform { flow: String, transform: String },
+    /// A migration between versions with different partition counts.
+    #[error(
+        "migration flow {flow:?}: {source_model} has {source_partitions} partitions but \
+         {target_model} has {target_partitions}; a migration writes partition p of its output \
+         straight to partition p of the target table, so both versions need the same count"
+    )]
+    MigrationPartitions {
+        flow: String,
+        source_model: ModelVersion,
+        source_partitions: i32,
+        target_model: ModelVersion,
+        target_partitions: i32,
+    },
+    /// The runtime refused the topology.
+    #[error("flows topology: {0}")]
+    Topology(#[from] TopologyError),
+}
+
+/// The table stores of a flows topology, one per model version.
+#[derive(Debug, Clone, Default)]
+pub struct FlowStores {
+    tables: BTreeMap<ModelVersion, StoreHandle<TableRow>>,
+}
+
+impl FlowStores {
+    /// The table of `model`, if the manifest declares it.
+    pub fn table(&self, model: &ModelVersion) -> Option<&StoreHandle<TableRow>> {
+        self.tables.get(model)
+    }
+
+    /// Every table, in model version order.
+    pub fn tables(&self) -> impl Iterator<Item = (&ModelVersion, &StoreHandle<TableRow>)> {
+        self.tables.iter()
+    }
+}
+
+/// Builds the topology that runs every model version and flow of `manifest`, with
+/// `partitions` for the ingestion topics and `replication_factor` for every topic it
+/// declares. Each flow's transform must be registered in `registry`.
+pub fn topology(
+    manifest: &ValidManifest,
+    registry: Arc<TransformRegistry>,
+    partitions: &PartitionCounts,
+    replication_factor: i16,
+) -> Result<(Topology, FlowStores), FlowsTopologyError> {
+    let count = |model: &ModelVersion| -> Result<i32, FlowsTopologyError> {
+        match partitions.get(model) {
+            None => Err(FlowsTopologyError::NoPartitions(model.clone())),
+            Some(&n) if n < 1 => Err(FlowsTopologyError::BadPartitions {
+                model: model.clone(),
+                partitions: n,
+            }),
+            Some(&n) => Ok(n),
+        }
+    };
+    let mut topology = Topology::new();
+    let mut stores = FlowStores::default();
+    let mut sinks: BTreeMap<String, i32> = BTreeMap::new();
+
+    // Flows first: their checks come before any sub-topology is added.
+    for flow in manifest.flows() {
+        let Some(topics) = flow_topics(flow) else {
+            continue;
+        };
+        if !registry.contains(&flow.transform) {
+            return Err(FlowsTopologyError::UnknownTransform {
+                flow: flow.name.clone(),
+                transform: flow.transform.clone(),
+            });
+        }
+        let source_partitions = count(&topics.source)?;
+        let target_partitions = count(&topics.target)?;
+        let migration = flow.kind == FlowKind::Migration as i32;
+        if migration && source_partitions != target_partitions {
+            return Err(FlowsTopologyError::MigrationPartitions {
+                flow: flow.name.clone(),
+                source_model: topics.source.clone(),
+                source_partitions,
+                target_model: topics.target.clone(),
+                target_partitions,
+            });
+        }
+    }
+
+    for (id, model) in manifest.models() {
+        let partitions = count(id)?;
+        let handle = topology.store::<TableRow>(&id.table())?;
+        let mut sources = vec![SourceTopic::new(id.ingestion_topic(), partitions)];
+        let mut table_sources = vec![TableSource::Ingestion];
+        let mut flow_inputs = Vec::new();
+        for flow in manifest.flows() {
+            let Some(topics) = flow_topics(flow) else {
+                continue;
+            };
+            if topics.source == *id {
+                flow_inputs.push(topics.input());
+                sinks.insert(topics.input(), partitions);
+            }
+            if topics.target == *id && flow.kind == FlowKind::Migration as i32 {
+                sources.push(SourceTopic::new(topics.output(), partitions));
+                table_sources.push(TableSource::Migration {
+                    flow: flow.name.clone(),
+                });
+            }
+        }
+        let source_topics: Vec<Arc<str>> = sources
+            .iter()
+            .map(|s| Arc::from(s.topic.as_str()))
+            .collect();
+        let kinds: Arc<Vec<(Arc<str>, TableSource)>> =
+            Arc::new(source_topics.into_iter().zip(table_sources).collect());
+        let model = Arc::new(model.clone());
+        let flow_inputs = Arc::new(flow_inputs);
+        let table = handle.clone();
+        let name = id.to_string();
+        topology.add_subtopology(
+            &format!("flows-model.{}", id.table()),
+            sources,
+            &[&id.table()],
+            move |_partition| {
+                Box::new(IngestProcessor::new(
+                    name.clone(),
+                    Arc::clone(&model),
+                    table.clone(),
+                    Arc::clone(&kinds),
+                    Arc::clone(&flow_inputs),
+                ))
+            },
+        )?;
+        stores.tables.insert(id.clone(), handle);
+    }
+
+    for flow in manifest.flows() {
+        let Some(topics) = flow_topics(flow) else {
+            continue;
+        };
+        let (Some(source), Some(target)) = (
+            manifest.model(&topics.source),
+            manifest.model(&topics.target),
+        ) else {
+            continue;
+        };
+        let source_partitions = count(&topics.source)?;
+        let migration = flow.kind == FlowKind::Migration as i32;
+        let processor = FlowProcessor::new(
+            flow.name.clone(),
+            flow.transform.clone(),
+            Arc::clone(&registry),
+            Arc::new(source.clone()),
+            Arc::new(target.clone()),
+            topics.output(),
+            migration,
+        );
+        topology.add_subtopology(
+            &format!("flows-flow.{}", flow.name),
+            vec![SourceTopic::new(topics.input(), source_partitions)],
+            &[],
+            move |_partition| Box::new(processor.clone()),
+        )?;
+        sinks.insert(topics.output(), source_partitions);
+        if !migration {
+            let target_topic = topics.target.ingestion_topic();
+            let target_partitions = count(&topics.target)?;
+            let copier =
+                CopyProcessor::new(flow.name.clone(), target_topic.clone(), target_partitions);
+            topology.add_subtopology(
+                &format!("flows-copy.{}", flow.name),
+                vec![SourceTopic::new(topics.output(), source_partitions)],
+                &[],
+                move |_partition| Box::new(copier.clone()),
+            )?;
+            sinks.insert(target_topic, target_partitions);
+        }
+    }
+
+    for (name, partitions) in sinks {
+        topology.sink(TopicSpec::new(name, partitions, replication_factor));
+    }
+    topology.validate()?;
+    Ok((topology, stores))
+}
