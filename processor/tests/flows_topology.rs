@@ -415,11 +415,14 @@ fn a_flow_exercised_alone_reaches_its_output_only() {
             json!({"user_id": "bob", "words": 2})
         )]
     );
-    assert!(
+    assert_eq!(
         h.table(&mv("UserActivity", 0, 1))
             .keys()
-            .all(|k| k == "alice")
+            .collect::<Vec<_>>(),
+        ["alice"]
     );
+    assert_eq!(h.records(PA01).len(), 1);
+    assert!(h.table(&mv("UserActivity", 0, 0)).is_empty());
 }
 
 #[test]

@@ -157,7 +157,8 @@ pub fn topology(
         let partitions = count(id)?;
         let handle = topology.store::<TableRow>(&id.table())?;
         let mut sources = vec![SourceTopic::new(id.ingestion_topic(), partitions)];
-        let mut table_sources = vec![TableSource::Ingestion];
+        let mut kinds: Vec<(Arc<str>, TableSource)> =
+            vec![(Arc::from(id.ingestion_topic()), TableSource::Ingestion)];
         let mut flow_inputs = Vec::new();
         for flow in manifest.flows() {
             let Some(topics) = flow_topics(flow) else {
@@ -169,17 +170,15 @@ pub fn topology(
             }
             if topics.target == *id && flow.kind == FlowKind::Migration as i32 {
                 sources.push(SourceTopic::new(topics.output(), partitions));
-                table_sources.push(TableSource::Migration {
-                    flow: flow.name.clone(),
-                });
+                kinds.push((
+                    Arc::from(topics.output()),
+                    TableSource::Migration {
+                        flow: flow.name.clone(),
+                    },
+                ));
             }
         }
-        let source_topics: Vec<Arc<str>> = sources
-            .iter()
-            .map(|s| Arc::from(s.topic.as_str()))
-            .collect();
-        let kinds: Arc<Vec<(Arc<str>, TableSource)>> =
-            Arc::new(source_topics.into_iter().zip(table_sources).collect());
+        let kinds = Arc::new(kinds);
         let model = Arc::new(model.clone());
         let flow_inputs = Arc::new(flow_inputs);
         let table = handle.clone();
