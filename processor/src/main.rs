@@ -10,10 +10,12 @@ use weir_processor::cli::commands::{self, RunArgs, WfRunAction, parse_var};
 use weir_processor::cli::output::OutputTopic;
 use weir_processor::client::WeirClient;
 use weir_processor::config::WeirConfig;
+use weir_processor::flows::naming::ModelVersion;
+use weir_processor::flows::plan::PlanOptions;
 use weir_processor::spec_file::{self, SpecKind};
 use weir_processor::topics::{CoreTopics, DEFAULT_TENANT};
 use weir_processor::{cli, lifecycle};
-use weir_proto::VariableValue;
+use weir_proto::{DataModelVersion, VariableValue};
 
 /// weir: a Kafka-native stream processor. Configuration comes from `LHS_*` variables.
 #[derive(Debug, Parser)]
@@ -34,6 +36,12 @@ enum Command {
     /// Read a tenant's output topics.
     #[command(subcommand)]
     Output(OutputCommand),
+    /// Plan and apply a flows manifest (data models and flows).
+    #[command(subcommand)]
+    Flows(FlowsCommand),
+    /// Read a data model version's table as committed.
+    #[command(subcommand)]
+    Table(TableCommand),
     /// Run the workflow core until SIGTERM or SIGINT.
     Server,
     /// Create a tenant, TaskDef, WfSpec or other definition from a JSON or YAML file.
@@ -171,6 +179,50 @@ enum TopicsCommand {
         /// Start at the beginning of each partition instead of its end.
         #[arg(long)]
         from_beginning: bool,
+    },
+}
+
+#[derive(Debug, ClapArgs)]
+struct PlanFlags {
+    /// The manifest file; YAML if it ends in .yaml or .yml, else JSON.
+    file: PathBuf,
+    /// Partitions of a new ingestion topic (default: LHS_CLUSTER_PARTITIONS).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: Option<i32>,
+    /// Delete the topics and tables of models and flows that left the manifest.
+    #[arg(long)]
+    allow_data_removal: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum FlowsCommand {
+    /// Print what `apply` would create, update, remove and keep.
+    Plan(PlanFlags),
+    /// Create and remove what the plan says, then store the manifest as applied.
+    Apply(PlanFlags),
+}
+
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// Print the row of one key as a JSON line.
+    Get {
+        /// Model name.
+        model: String,
+        /// Model version, `MAJOR.MINOR`.
+        #[arg(value_parser = cli::flows::parse_version)]
+        version: DataModelVersion,
+        key: String,
+    },
+    /// Print the rows in key order as JSON lines.
+    Scan {
+        /// Model name.
+        model: String,
+        /// Model version, `MAJOR.MINOR`.
+        #[arg(value_parser = cli::flows::parse_version)]
+        version: DataModelVersion,
+        /// Print at most this many rows.
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 
@@ -376,6 +428,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Flows(FlowsCommand::Plan(flags)) => {
+            let options = plan_options(&config, &flags);
+            cli::flows::plan(&config, &flags.file, options, &mut out).await
+        }
+        Command::Flows(FlowsCommand::Apply(flags)) => {
+            let options = plan_options(&config, &flags);
+            cli::flows::apply(&config, &flags.file, options, &mut out).await
+        }
+        Command::Table(TableCommand::Get {
+            model,
+            version,
+            key,
+        }) => {
+            let model = ModelVersion::new(model, &version);
+            cli::flows::table_get(&config, &model, &key, &mut out).await
+        }
+        Command::Table(TableCommand::Scan {
+            model,
+            version,
+            limit,
+        }) => {
+            let model = ModelVersion::new(model, &version);
+            cli::flows::table_scan(&config, &model, limit, &mut out).await
+        }
         Command::Output(OutputCommand::Tail {
             metadata,
             from_beginning,
@@ -397,5 +473,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
             .await
         }
+    }
+}
+
+fn plan_options(config: &WeirConfig, flags: &PlanFlags) -> PlanOptions {
+    PlanOptions {
+        partitions: flags.partitions.unwrap_or(config.cluster_partitions),
+        allow_data_removal: flags.allow_data_removal,
     }
 }

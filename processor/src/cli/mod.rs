@@ -2,5 +2,6 @@
 //! arguments and reports errors; the work is done here so it can be tested.
 
 pub mod commands;
+pub mod flows;
 pub mod output;
 pub mod topics;
