@@ -1,87 +1,85 @@
-//! The initial load of a flow, per partition of its source: the cut-over from a
-//! snapshot of the source table to the live records of the source ingestion topic,
-//! as a state machine over `InitialLoadProgress`, with no Kafka and no store.
+//! The initial load of a flow, per partition of its source: the cut-over from the
+//! source table's history to the live records of the source ingestion topic, as a state
+//! machine over `InitialLoadProgress`, with no Kafka and no store. What runs it is the
+//! model version's processor ([`super::ingest`]); this module owns the rules and why
+//! they are correct.
 //!
 //! # The procedure
 //!
 //! Names, for one partition `p`: `S` is partition `p` of the source ingestion topic,
-//! `T` the source table's partition `p` (fed from `S`), `I` partition `p` of the flow's
-//! input topic (the same partition number: flow topics have the source's partition
-//! count, so a key is in partition `p` of each).
+//! `T` the source table's partition `p`, `I` partition `p` of the flow's input topic
+//! (flow topics have the source's partition count, so a key is in partition `p` of
+//! each). One single-threaded task reads `S`, is the only writer of `T`, writes `I`, and
+//! runs the loader: so its steps happen one at a time, each committed whole (its store
+//! writes, its progress and its outputs together).
 //!
-//! 1. Take a read view `V` of `T` at a position `P` of `S`: `V` holds the effect of
-//!    exactly the records of `S` at offsets below `P` (a RocksDB checkpoint taken at a
-//!    commit, whose committed position is `P`). [`Cutover::start`] records `P`.
-//! 2. The snapshot loader scans `V` in ascending key order (bytewise, as RocksDB
-//!    iterates), writes each key's value to `I`, and reports it with
-//!    [`Cutover::loaded`]. The progress is stored with what was written, in the same
-//!    commit. After a crash, [`Cutover::resume`] continues the scan strictly after
-//!    [`Cutover::scan_after`] (the `last_loaded_key`). At the end of the scan,
-//!    [`Cutover::finish`].
-//! 3. The live copier reads `S` and asks [`Cutover::live`] for each record's offset:
-//!    below `P` it is [`LiveDecision::Covered`] by the snapshot and skipped; from `P` on
-//!    it is [`LiveDecision::Hold`] until the snapshot is loaded (the copier stops there
-//!    and asks again later, without committing past it), then [`LiveDecision::Copy`].
+//! 1. The first record of `S` the task processes after the flow appears, at offset `P`,
+//!    starts the load: [`Cutover::start`] records `P` (stored, changelogged). `T` then
+//!    holds exactly the effect of the records of `S` below `P`.
+//! 2. Live path: every record of `S` from `P` on is written to `T` and copied to `I`
+//!    in the same step ([`Cutover::live`] is [`LiveDecision::Copy`] from `P` on, from
+//!    the start: nothing is held). Records below `P` are not this flow's live records
+//!    ([`LiveDecision::Covered`]: a replay only).
+//! 3. Loader: timer ticks scan `T` itself (no separate view) in ascending key order
+//!    from strictly after [`Cutover::scan_after`] (the `last_loaded_key`), a bounded
+//!    chunk per tick. A row whose value came from `S` at an offset from `P` on was
+//!    already copied by the live path: it is skipped ([`Cutover::skipped`]). Any other
+//!    row (from `S` below `P`, or written by a migration into this version, which the
+//!    live path never copies) is written to `I` ([`Cutover::loaded`]). When the scan
+//!    passes the last key, [`Cutover::finish`].
 //!
-//! Nothing else waits: the ingestion topic, the source table and every other flow go on
-//! during the load; only this flow's input starts with the snapshot and then catches up
-//! on the live records from `P`. (Moose, by contrast, paused syncing during the load.)
-//! `S` must keep offset `P` until the copier has read it: if retention removed it first
-//! (the copier's fetch at `P` is out of range), live records would be missing, so the
-//! load must [`Cutover::restart`] at a fresh position instead of skipping ahead.
+//! Nothing waits: ingestion, the table, the live copy and every other flow go on during
+//! the load; the loader only adds writes to `I` between live records. A flow without an
+//! initial load starts live at `P` ([`Cutover::live_only`]): no history.
 //!
 //! # Why no record is lost
 //!
-//! A record of `S` at offset `o >= P` is copied by the live path: the copier starts at or
-//! before `P`, skips nothing from `P` on, and copies every record once the snapshot is
-//! loaded. A record at `o < P` is in effect in `V`: a table keeps the latest value per
-//! key, so its key holds either that record's value or a later record's (below `P`)
-//! that replaced it, or the key was deleted later (below `P`); loading `V` gives the
-//! target that effect. The scan visits every key of `V`: it resumes strictly after the
-//! last key whose write was committed, and the keys come in strictly ascending order
-//! ([`Cutover::loaded`] refuses anything else), so none is passed over.
+//! A record of `S` at `o >= P` is copied by the live path, in the step that processes
+//! it. A record at `o < P` is in effect in `T` at `P` (its key's latest value below
+//! `P`). When the loader reaches its key `k`, either `k`'s row still has a value from
+//! below `P` (nothing of `k` from `P` on was processed, as any would have replaced the
+//! row), and it is loaded; or the row was replaced from `P` on, and `k`'s newest value
+//! already went to `I` live. The scan misses no key: keys come in strictly ascending
+//! order ([`Cutover::loaded`] and [`Cutover::skipped`] refuse anything else), each tick
+//! resumes strictly after the last key whose step committed, and a key added to `T`
+//! behind the scan position was added by a record from `P` on, so it went live.
 //!
 //! # Why none is applied twice
 //!
-//! Each offset goes one way: below `P` only through the snapshot ([`LiveDecision::Covered`]),
-//! from `P` on only through the live path. The live copier commits its position with
-//! what it wrote, so each live record is copied once; the loader commits its progress
-//! with what it wrote, so a resumed scan writes each key once. Were the two not
-//! committed together (at-least-once), a resumed scan could write a key again: the same
-//! value for the same key, with no other value of that key in between (the live path has
-//! not started), so the second write changes nothing in the target table: once in
-//! effect.
+//! A record from `P` on goes to `I` once, with the step that processes it. A row is
+//! loaded only while its value is from below `P`, once: the loader's progress commits
+//! with what it wrote. Were they not committed together (at-least-once output), a
+//! resumed scan could write a key again: the same value (its row is still from below
+//! `P`, so nothing of that key reached `I` in between), which changes nothing in the
+//! target table: once in effect.
 //!
 //! # Why an older value cannot overwrite a newer one
 //!
-//! In `I`, the snapshot comes first, whole, then the live records in offset order,
-//! because the copier holds every record from `P` on until the snapshot is loaded. So for
-//! each key, its snapshot value (the latest below `P`) precedes all of its live values
-//! (from `P` on), which follow in offset order. A key updated after `P` reaches the
-//! target only through the live path, after its snapshot value. The flow reads `I` in
-//! order and writes its output partition in order, and the target applies that in
-//! order, so the last value applied for a key is its newest. If the view `V` is lost
-//! mid-load (the machine that held the checkpoint is gone), [`Cutover::restart`] starts
-//! again with a view at `P2 >= P`: `I` then holds a prefix of the snapshot at `P`, the
-//! whole snapshot at `P2`, then the live records from `P2`; the source positions of any
-//! key's values in `I` still never go backwards, and the last one is the newest.
+//! `I` receives the task's writes in the order of its steps. For a key `k`: if the
+//! loader writes `k`'s value from below `P`, no live value of `k` was written before it
+//! (see above), and every later one comes after it in `I`. If `k` got a live value, the
+//! loader skips `k` (its row is from `P` on) or already loaded it before that live
+//! value. So `k`'s values in `I` come in source offset order and the last one is its
+//! newest. The flow reads `I` in order and writes its output partition in order, and
+//! the target applies that in order.
 //!
 //! This holds per key of the source. A transform that maps several source keys to one
 //! target key, or a target table also fed by its own ingestion topic, has no order
 //! between those writers; the cut-over does not make one.
+//!
+//! A partition starts its load with its first record of `S` after the flow appears (or
+//! a start record, see [`super::ingest`]); until then it has no progress.
 
 use std::fmt;
 
 use weir_proto::InitialLoadProgress;
 
-/// What the live copier does with a record of the source ingestion topic.
+/// What the live path does with a record of the source ingestion topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LiveDecision {
-    /// Below the snapshot position: the snapshot holds its effect; skip it.
+    /// Below the load's start position: not this flow's live record (the load holds its
+    /// effect); skip it.
     Covered,
-    /// From the snapshot position on, but the snapshot is not loaded yet: do not copy
-    /// it or anything after it yet, and do not commit past it.
-    Hold,
     /// Copy it to the flow's input topic.
     Copy,
 }
@@ -96,7 +94,7 @@ pub enum CutoverError {
         partition: i32,
         position: i64,
     },
-    /// The snapshot scan reported a key not after the last one loaded.
+    /// The snapshot scan reported a key not after the last one scanned.
     #[error(
         "flow {flow} partition {partition}: snapshot key {} is not after the last loaded key {}",
         hex::encode(key),
@@ -111,18 +109,7 @@ pub enum CutoverError {
     /// A snapshot step after the snapshot was loaded.
     #[error("flow {flow} partition {partition}: the snapshot is already loaded")]
     AlreadyDone { flow: String, partition: i32 },
-    /// A restart with a view older than the snapshot position already recorded.
-    #[error(
-        "flow {flow} partition {partition}: cannot restart at position {position}, before the snapshot position {snapshot_position}"
-    )]
-    PositionBackwards {
-        flow: String,
-        partition: i32,
-        position: i64,
-        snapshot_position: i64,
-    },
 }
-
 /// The cut-over of one flow on one partition of its source.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Cutover {
@@ -147,8 +134,9 @@ impl fmt::Debug for Cutover {
 }
 
 impl Cutover {
-    /// A new initial load of `flow` on `partition`, with the source table's view taken
-    /// at `snapshot_position` of the ingestion topic.
+    /// A new initial load of `flow` on `partition`: the source table holds the effect
+    /// of the ingestion topic's records below `snapshot_position`, and live records are
+    /// copied from it on.
     pub fn start(
         flow: impl Into<String>,
         partition: i32,
@@ -174,8 +162,8 @@ impl Cutover {
         })
     }
 
-    /// A flow without an initial load: live records from `start` on are copied at once,
-    /// those below it are not this flow's.
+    /// A flow without an initial load: live records from `start` on are copied, those
+    /// below it are not this flow's.
     pub fn live_only(flow: impl Into<String>, partition: i32, start: i64) -> Self {
         Self {
             progress: InitialLoadProgress {
@@ -189,8 +177,7 @@ impl Cutover {
         }
     }
 
-    /// The load as stored, after a restart; the snapshot scan continues after
-    /// [`Self::scan_after`], over the view at the same snapshot position.
+    /// The load as stored; the scan continues after [`Self::scan_after`].
     pub fn resume(progress: InitialLoadProgress) -> Self {
         Self { progress }
     }
@@ -200,12 +187,12 @@ impl Cutover {
         &self.progress
     }
 
-    /// The offset of the ingestion topic the snapshot was cut at.
+    /// The offset of the ingestion topic the load started at.
     pub fn snapshot_position(&self) -> i64 {
         self.progress.snapshot_position
     }
 
-    /// Whether the snapshot is loaded (live records are then copied).
+    /// Whether the history is loaded.
     pub fn is_done(&self) -> bool {
         self.progress.done
     }
@@ -215,15 +202,29 @@ impl Cutover {
         self.progress.last_loaded_key.as_deref()
     }
 
-    /// Whether the snapshot scan should write `key`: the snapshot is not loaded yet and
-    /// `key` comes after the last loaded one (a resumed scan may see keys already
-    /// loaded if it cannot seek exactly).
-    pub fn should_load(&self, key: &[u8]) -> bool {
-        !self.progress.done && self.scan_after().is_none_or(|last| key > last)
+    /// Whether the scan writes the row of `key`, whose value came from the ingestion
+    /// topic at `ingestion_offset` (`None`: from elsewhere, a migration into this
+    /// version, which the live path never copies): the load is not done, `key` is
+    /// after the scan position, and the live path has not already copied a newer value.
+    pub fn should_load(&self, key: &[u8], ingestion_offset: Option<i64>) -> bool {
+        !self.progress.done
+            && self.scan_after().is_none_or(|last| key > last)
+            && ingestion_offset.is_none_or(|o| o < self.progress.snapshot_position)
     }
 
-    /// Records that the value of `key` was written to the input topic.
+    /// Records that the row of `key` was written to the input topic.
     pub fn loaded(&mut self, key: &[u8]) -> Result<(), CutoverError> {
+        self.pass(key)?;
+        self.progress.records_loaded += 1;
+        Ok(())
+    }
+
+    /// Records that the scan passed `key` without writing it (the live path has it).
+    pub fn skipped(&mut self, key: &[u8]) -> Result<(), CutoverError> {
+        self.pass(key)
+    }
+
+    fn pass(&mut self, key: &[u8]) -> Result<(), CutoverError> {
         if self.progress.done {
             return Err(self.already_done());
         }
@@ -238,12 +239,10 @@ impl Cutover {
             });
         }
         self.progress.last_loaded_key = Some(key.to_vec());
-        self.progress.records_loaded += 1;
         Ok(())
     }
 
-    /// Records that the scan reached the end of the view: the snapshot is loaded, and
-    /// live records from the snapshot position on are copied from now.
+    /// Records that the scan passed the table's last key: the history is loaded.
     pub fn finish(&mut self) -> Result<(), CutoverError> {
         if self.progress.done {
             return Err(self.already_done());
@@ -252,36 +251,13 @@ impl Cutover {
         Ok(())
     }
 
-    /// What the live copier does with the record at `offset` of the ingestion topic.
+    /// What the live path does with the record at `offset` of the ingestion topic.
     pub fn live(&self, offset: i64) -> LiveDecision {
         if offset < self.progress.snapshot_position {
             LiveDecision::Covered
-        } else if self.progress.done {
-            LiveDecision::Copy
         } else {
-            LiveDecision::Hold
+            LiveDecision::Copy
         }
-    }
-
-    /// Starts the scan again over a new view at `position`, when the view of the
-    /// recorded position is lost (or the ingestion topic no longer holds it). Only before
-    /// the snapshot is loaded, and never at an older position.
-    pub fn restart(&mut self, position: i64) -> Result<(), CutoverError> {
-        if self.progress.done {
-            return Err(self.already_done());
-        }
-        if position < self.progress.snapshot_position {
-            return Err(CutoverError::PositionBackwards {
-                flow: self.progress.flow_name.clone(),
-                partition: self.progress.partition,
-                position,
-                snapshot_position: self.progress.snapshot_position,
-            });
-        }
-        self.progress.snapshot_position = position;
-        self.progress.last_loaded_key = None;
-        self.progress.records_loaded = 0;
-        Ok(())
     }
 
     fn already_done(&self) -> CutoverError {
@@ -298,53 +274,57 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn live_records_are_covered_held_then_copied() {
+    fn live_records_from_the_position_on_are_copied_at_once() {
         let mut cutover = Cutover::start("migrate", 2, 100).expect("valid position");
         assert_eq!(cutover.live(0), LiveDecision::Covered);
         assert_eq!(cutover.live(99), LiveDecision::Covered);
-        assert_eq!(cutover.live(100), LiveDecision::Hold);
-        assert_eq!(cutover.live(5_000), LiveDecision::Hold);
+        assert_eq!(cutover.live(100), LiveDecision::Copy);
+        assert_eq!(cutover.live(5_000), LiveDecision::Copy);
         cutover.finish().expect("first finish");
         assert!(cutover.is_done());
         assert_eq!(cutover.live(99), LiveDecision::Covered);
         assert_eq!(cutover.live(100), LiveDecision::Copy);
-        assert_eq!(cutover.live(5_000), LiveDecision::Copy);
 
         let live = Cutover::live_only("parse", 0, 7);
         assert_eq!(live.live(6), LiveDecision::Covered);
         assert_eq!(live.live(7), LiveDecision::Copy);
-        assert!(!live.should_load(b"a"));
+        assert!(!live.should_load(b"a", Some(1)));
+        assert!(matches!(
+            Cutover::start("m", 1, -1),
+            Err(CutoverError::NegativePosition { .. })
+        ));
     }
 
     #[test]
-    fn snapshot_keys_ascend_and_resume_after_the_last_loaded() {
+    fn scan_keys_ascend_skip_live_rows_and_resume_after_the_last() {
         let mut cutover = Cutover::start("migrate", 0, 10).expect("valid position");
         assert_eq!(cutover.scan_after(), None);
-        assert!(cutover.should_load(b""));
+        assert!(cutover.should_load(b"", Some(9)));
+        assert!(!cutover.should_load(b"", Some(10)), "copied live");
+        assert!(cutover.should_load(b"", None), "from a migration");
         cutover.loaded(b"a").expect("first key");
-        cutover.loaded(b"b").expect("next key");
+        cutover.skipped(b"b").expect("next key");
         let err = cutover.loaded(b"b").expect_err("repeated key");
         assert_eq!(
             err.to_string(),
             "flow migrate partition 0: snapshot key 62 is not after the last loaded key 62"
         );
-        assert!(cutover.loaded(b"a").is_err());
+        assert!(cutover.skipped(b"a").is_err());
 
         // Crash: what was stored is all that is known.
         let stored = cutover.progress().clone();
         assert_eq!(stored.last_loaded_key.as_deref(), Some(&b"b"[..]));
-        assert_eq!(stored.records_loaded, 2);
+        assert_eq!(stored.records_loaded, 1);
         assert_eq!(stored.snapshot_position, 10);
         let mut resumed = Cutover::resume(stored);
         assert_eq!(resumed.scan_after(), Some(&b"b"[..]));
-        assert!(!resumed.should_load(b"a") && !resumed.should_load(b"b"));
-        assert!(resumed.should_load(b"ba") && resumed.should_load(b"c"));
-        assert_eq!(resumed.live(10), LiveDecision::Hold);
+        assert!(!resumed.should_load(b"a", Some(0)) && !resumed.should_load(b"b", Some(0)));
+        assert!(resumed.should_load(b"ba", Some(0)) && resumed.should_load(b"c", Some(3)));
         resumed.loaded(b"c").expect("after b");
         resumed.finish().expect("end of scan");
-        assert_eq!(resumed.progress().records_loaded, 3);
+        assert_eq!(resumed.progress().records_loaded, 2);
         assert!(resumed.progress().done);
-        assert!(!resumed.should_load(b"d"));
+        assert!(!resumed.should_load(b"d", Some(0)));
         assert_eq!(
             resumed.loaded(b"d").expect_err("done").to_string(),
             "flow migrate partition 0: the snapshot is already loaded"
@@ -353,33 +333,14 @@ mod tests {
         assert!(format!("{resumed:?}").contains("last_loaded_key: Some(\"63\")"));
     }
 
-    #[test]
-    fn a_lost_view_restarts_at_a_later_position_only() {
-        assert!(matches!(
-            Cutover::start("m", 1, -1),
-            Err(CutoverError::NegativePosition { .. })
-        ));
-        let mut cutover = Cutover::start("m", 1, 50).expect("valid position");
-        cutover.loaded(b"k1").expect("first key");
-        assert!(matches!(
-            cutover.restart(49),
-            Err(CutoverError::PositionBackwards { .. })
-        ));
-        cutover.restart(80).expect("later view");
-        assert_eq!(cutover.snapshot_position(), 80);
-        assert_eq!(cutover.scan_after(), None);
-        assert!(cutover.should_load(b"k1"));
-        assert_eq!(cutover.live(79), LiveDecision::Covered);
-        assert_eq!(cutover.live(80), LiveDecision::Hold);
-        cutover.finish().expect("end of scan");
-        assert!(cutover.restart(90).is_err());
-    }
-
     /// One partition of an ingestion topic: `(key, value)` per offset; `None` deletes.
     type Log = Vec<(&'static str, Option<u32>)>;
 
-    /// The source table after the records below `position`, with the offset of each
-    /// key's value.
+    /// Everything written to the flow's input partition: key, value and the source
+    /// offset the value came from.
+    type Input = Vec<(&'static str, Option<u32>, usize)>;
+
+    /// The table after the records below `position`: value and offset per key.
     fn table_at(log: &Log, position: usize) -> BTreeMap<&'static str, (usize, u32)> {
         let mut table = BTreeMap::new();
         for (offset, (key, value)) in log.iter().enumerate().take(position) {
@@ -391,64 +352,80 @@ mod tests {
         table
     }
 
-    /// Everything written to the flow's input partition: key, value and the source
-    /// offset the value came from.
-    type Input = Vec<(&'static str, Option<u32>, usize)>;
-
-    /// Runs the loader (crashing after `crash_after` keys, and optionally losing the
-    /// write-progress atomicity) and the live copier, interleaved: the copier polls
-    /// after every snapshot key and while the log keeps growing.
-    fn run(log: &Log, position: usize, crash_after: usize, atomic: bool) -> Input {
-        let view = table_at(log, position);
+    /// The task as it runs: records of the log up to `position` are in the table before
+    /// the flow appears; from then on, `live_per_tick` live records between loader
+    /// ticks of `chunk` keys each, reading the live table. After `crash_after` ticks the
+    /// task restarts from the stored progress; when not `atomic`, the progress of the
+    /// tick before the crash was not stored (its writes to the input were).
+    fn run(
+        log: &Log,
+        position: usize,
+        chunk: usize,
+        live_per_tick: usize,
+        crash_after: usize,
+        atomic: bool,
+    ) -> Input {
+        let mut table = table_at(log, position);
         let mut input: Input = Vec::new();
-        let mut copier_at = 0usize; // the copier starts before P: at the beginning
-        let mut poll = |cutover: &Cutover, input: &mut Input| {
-            while copier_at < log.len() {
-                let offset = i64::try_from(copier_at).expect("small offsets");
-                match cutover.live(offset) {
-                    LiveDecision::Covered => copier_at += 1,
-                    LiveDecision::Hold => break,
-                    LiveDecision::Copy => {
-                        let (key, value) = log[copier_at];
-                        input.push((key, value, copier_at));
-                        copier_at += 1;
-                    }
-                }
-            }
-        };
         let p = i64::try_from(position).expect("small offsets");
         let mut cutover = Cutover::start("migrate", 0, p).expect("valid position");
         let mut stored = cutover.progress().clone();
-        let mut written = 0;
-        for (key, (offset, value)) in &view {
-            if written == crash_after {
-                break;
+        let mut next = position;
+        let mut ticks = 0;
+        loop {
+            // Live records: written to the table and copied in the same step.
+            for _ in 0..live_per_tick {
+                if next < log.len() {
+                    let (key, value) = log[next];
+                    let offset = i64::try_from(next).expect("small offsets");
+                    assert_eq!(cutover.live(offset), LiveDecision::Copy);
+                    match value {
+                        Some(v) => table.insert(key, (next, v)),
+                        None => table.remove(key),
+                    };
+                    input.push((key, value, next));
+                    next += 1;
+                }
             }
-            input.push((key, Some(*value), *offset));
-            cutover.loaded(key.as_bytes()).expect("ascending");
-            written += 1;
-            // Not atomic: the last write's progress is lost in the crash.
-            if atomic || written < crash_after {
+            if cutover.is_done() {
+                for (offset, (key, value)) in log.iter().enumerate().skip(next) {
+                    input.push((key, *value, offset));
+                }
+                return input;
+            }
+            // One loader tick over the live table.
+            let rows: Vec<(&'static str, (usize, u32))> = table
+                .iter()
+                .filter(|(k, _)| cutover.scan_after().is_none_or(|l| k.as_bytes() > l))
+                .take(chunk)
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            for (key, (offset, value)) in &rows {
+                let o = i64::try_from(*offset).expect("small offsets");
+                if cutover.should_load(key.as_bytes(), Some(o)) {
+                    input.push((key, Some(*value), *offset));
+                    cutover.loaded(key.as_bytes()).expect("ascending");
+                } else {
+                    cutover.skipped(key.as_bytes()).expect("ascending");
+                }
+            }
+            if rows.len() < chunk {
+                cutover.finish().expect("end of scan");
+            }
+            ticks += 1;
+            if ticks == crash_after && !atomic {
+                // The tick's writes went out; its progress was lost.
+                cutover = Cutover::resume(stored.clone());
+            } else {
                 stored = cutover.progress().clone();
-            }
-            poll(&cutover, &mut input);
-        }
-        // Crash and resume from what was stored.
-        let mut cutover = Cutover::resume(stored);
-        for (key, (offset, value)) in &view {
-            if cutover.should_load(key.as_bytes()) {
-                input.push((key, Some(*value), *offset));
-                cutover.loaded(key.as_bytes()).expect("ascending");
-                poll(&cutover, &mut input);
+                if ticks == crash_after {
+                    cutover = Cutover::resume(stored.clone());
+                }
             }
         }
-        cutover.finish().expect("end of scan");
-        poll(&cutover, &mut input);
-        input
     }
 
     fn check(log: &Log, position: usize, input: &Input) {
-        // The target table built from the input equals the source table at the end.
         let mut target = BTreeMap::new();
         let mut last_offset: BTreeMap<&str, usize> = BTreeMap::new();
         for (key, value, offset) in input {
@@ -484,25 +461,40 @@ mod tests {
             ("a", Some(2)),
             ("d", Some(1)),
             ("c", None),
-            // Snapshot position 6.
+            ("f", Some(1)),
+            // Snapshot position 7 (one of those tried).
             ("b", Some(2)),
             ("a", Some(3)),
             ("e", Some(1)),
             ("d", None),
             ("b", Some(3)),
+            ("c", Some(2)),
+            ("0", Some(1)),
         ];
-        for position in [0, 3, 6, log.len()] {
+        for position in [0, 3, 7, log.len()] {
             let keys = table_at(&log, position).len();
-            for crash_after in 0..=keys {
-                for atomic in [true, false] {
-                    let input = run(&log, position, crash_after, atomic);
-                    check(&log, position, &input);
-                    let snapshot_writes = input.iter().filter(|(_, _, o)| *o < position).count();
-                    if atomic {
-                        assert_eq!(snapshot_writes, keys, "each key loaded once");
-                    } else {
-                        // At most the one key whose progress was lost is written again.
-                        assert!(snapshot_writes <= keys + 1);
+            for chunk in 1..=3 {
+                for live_per_tick in 0..=2 {
+                    for crash_after in 0..=keys + 1 {
+                        for atomic in [true, false] {
+                            let input =
+                                run(&log, position, chunk, live_per_tick, crash_after, atomic);
+                            check(&log, position, &input);
+                            let loaded: Vec<&str> = input
+                                .iter()
+                                .filter(|(_, _, o)| *o < position)
+                                .map(|(k, _, _)| *k)
+                                .collect();
+                            let distinct: std::collections::BTreeSet<&str> =
+                                loaded.iter().copied().collect();
+                            let loaded = loaded.len();
+                            if atomic {
+                                assert_eq!(loaded, distinct.len(), "each key loaded once");
+                            } else {
+                                // At most the one tick whose progress was lost again.
+                                assert!(loaded <= keys + chunk);
+                            }
+                        }
                     }
                 }
             }

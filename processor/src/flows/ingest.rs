@@ -16,15 +16,42 @@
 //! it has no value (deletes are not supported yet), does not match the model, or carries
 //! a Kafka key other than its key field's value (it would be in the wrong partition for
 //! its key). A record without a Kafka key takes its key field's value as key.
+//!
+//! It also runs the initial load of each flow from this version, per partition, as
+//! [`super::cutover`] describes and argues: the progress of each flow is a row of the
+//! version's `{table}-initial-load` store (keyed by flow name, changelogged like any
+//! store). The first ingestion record after a flow appears starts it at that record's
+//! offset `P` (or a start record: a record with the [`START_HEADER`] header, which is
+//! not data and only starts what has not started). Live records from `P` on are copied
+//! at once; a flow with an initial load also gets a timer, whose ticks copy a bounded
+//! chunk of table rows in key order (the rows the live path has not copied), each tick
+//! scheduling the next until the scan passes the last key. Timers come back on the
+//! ingestion topic (the runtime's timers use a task's first source) and are not data.
+//!
+//! Progress is reported as log lines (start, end) and metrics: [`LOAD_RECORDS_METRIC`],
+//! [`LOAD_SKIPPED_METRIC`] (counters by `flow`) and [`LOAD_DONE_METRIC`] (a gauge by
+//! `flow` and `partition`, 1 once loaded or for a flow without a load).
 
 use std::sync::Arc;
 
-use weir_proto::{DataModel, TableRow};
+use weir_proto::{DataModel, InitialLoadProgress, TableRow};
 use weir_topology::{
     InputRecord, OutputRecord, ProcessingError, Processor, ProcessorContext, StoreHandle,
 };
 
+use super::cutover::{Cutover, CutoverError, LiveDecision};
 use super::record;
+use super::topology::{
+    FlowsOptions, LOAD_DONE_METRIC, LOAD_RECORDS_METRIC, LOAD_SKIPPED_METRIC, START_HEADER,
+};
+
+/// A flow that reads this version: its input topic, and whether it loads the history.
+#[derive(Debug, Clone)]
+pub(super) struct FlowFeed {
+    pub(super) flow: String,
+    pub(super) input_topic: String,
+    pub(super) initial_load: bool,
+}
 
 /// Where a source topic of a model version's sub-topology comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,25 +70,163 @@ pub(super) struct IngestProcessor {
     model: Arc<DataModel>,
     table: StoreHandle<TableRow>,
     sources: Arc<Vec<(Arc<str>, TableSource)>>,
-    flow_inputs: Arc<Vec<String>>,
+    flows: Arc<Vec<FlowFeed>>,
+    progress: StoreHandle<InitialLoadProgress>,
+    ingestion_topic: Arc<str>,
+    options: FlowsOptions,
+}
+
+/// What an [`IngestProcessor`] is built from, besides its model.
+#[derive(Debug, Clone)]
+pub(super) struct IngestParts {
+    pub(super) table: StoreHandle<TableRow>,
+    pub(super) sources: Arc<Vec<(Arc<str>, TableSource)>>,
+    pub(super) flows: Arc<Vec<FlowFeed>>,
+    pub(super) progress: StoreHandle<InitialLoadProgress>,
+    pub(super) ingestion_topic: Arc<str>,
+    pub(super) options: FlowsOptions,
 }
 
 impl IngestProcessor {
-    pub(super) fn new(
-        name: String,
-        model: Arc<DataModel>,
-        table: StoreHandle<TableRow>,
-        sources: Arc<Vec<(Arc<str>, TableSource)>>,
-        flow_inputs: Arc<Vec<String>>,
-    ) -> Self {
+    pub(super) fn new(name: String, model: Arc<DataModel>, parts: IngestParts) -> Self {
         Self {
             name,
             model,
-            table,
-            sources,
-            flow_inputs,
+            table: parts.table,
+            sources: parts.sources,
+            flows: parts.flows,
+            progress: parts.progress,
+            ingestion_topic: parts.ingestion_topic,
+            options: parts.options,
         }
     }
+
+    /// The cut-over of each flow on this partition, starting (at `input`'s offset) the
+    /// flows that have not started.
+    fn cutovers(
+        &self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        input: &InputRecord,
+    ) -> Result<Vec<Cutover>, ProcessingError> {
+        let mut cutovers = Vec::with_capacity(self.flows.len());
+        for feed in self.flows.iter() {
+            if let Some(progress) = ctx.get(&self.progress, feed.flow.as_bytes())? {
+                cutovers.push(Cutover::resume(progress));
+                continue;
+            }
+            let partition = input.partition;
+            let cutover = if feed.initial_load {
+                let cutover =
+                    Cutover::start(feed.flow.clone(), partition, input.offset).map_err(fatal)?;
+                ctx.schedule(
+                    input.timestamp_ms.saturating_add(self.options.load_tick_ms),
+                    feed.flow.clone().into_bytes(),
+                    Vec::new(),
+                );
+                tracing::info!(
+                    flow = %feed.flow,
+                    table = %self.name,
+                    partition,
+                    position = input.offset,
+                    "initial load started: live records from this offset on, history from the table"
+                );
+                cutover
+            } else {
+                tracing::info!(
+                    flow = %feed.flow,
+                    table = %self.name,
+                    partition,
+                    position = input.offset,
+                    "flow started live at this offset, without initial load"
+                );
+                Cutover::live_only(feed.flow.clone(), partition, input.offset)
+            };
+            metrics::gauge!(LOAD_DONE_METRIC, "flow" => feed.flow.clone(), "partition" => partition.to_string())
+                .set(if cutover.is_done() { 1.0 } else { 0.0 });
+            ctx.put(&self.progress, feed.flow.as_bytes(), cutover.progress())?;
+            cutovers.push(cutover);
+        }
+        Ok(cutovers)
+    }
+
+    /// One tick of the initial load of the flow named by the timer's key: a chunk of
+    /// table rows after the scan position, then the next tick or the end.
+    fn tick(
+        &self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        input: &InputRecord,
+    ) -> Result<(), ProcessingError> {
+        let flow = input.key.as_deref().unwrap_or_default();
+        let Some(feed) = self.flows.iter().find(|f| f.flow.as_bytes() == flow) else {
+            // A timer of a flow that is gone.
+            return Ok(());
+        };
+        let Some(progress) = ctx.get(&self.progress, flow)? else {
+            return Ok(());
+        };
+        let mut cutover = Cutover::resume(progress);
+        if cutover.is_done() {
+            return Ok(());
+        }
+        let from = match cutover.scan_after() {
+            None => Vec::new(),
+            Some(last) => [last, &[0u8][..]].concat(),
+        };
+        // Keys are UTF-8 text (`record::validate`), which never holds a 0xFF byte.
+        let rows = ctx.scan_range(&self.table, &from, &[0xFF])?;
+        let chunk = self.options.load_chunk.max(1);
+        let (mut loaded, mut skipped) = (0u64, 0u64);
+        for (key, row) in rows.iter().take(chunk) {
+            let ingestion_offset =
+                (*row.source_topic == *self.ingestion_topic).then_some(row.source_offset);
+            if cutover.should_load(key, ingestion_offset) {
+                ctx.forward(OutputRecord::new(
+                    feed.input_topic.clone(),
+                    input.partition,
+                    key.to_vec(),
+                    row.value.clone(),
+                ));
+                cutover.loaded(key).map_err(fatal)?;
+                loaded += 1;
+            } else {
+                cutover.skipped(key).map_err(fatal)?;
+                skipped += 1;
+            }
+        }
+        if rows.len() <= chunk {
+            cutover.finish().map_err(fatal)?;
+            tracing::info!(
+                flow = %feed.flow,
+                table = %self.name,
+                partition = input.partition,
+                records_loaded = cutover.progress().records_loaded,
+                "initial load done"
+            );
+        } else {
+            ctx.schedule(
+                input.timestamp_ms.saturating_add(self.options.load_tick_ms),
+                flow.to_vec(),
+                Vec::new(),
+            );
+            tracing::debug!(
+                flow = %feed.flow,
+                table = %self.name,
+                partition = input.partition,
+                records_loaded = cutover.progress().records_loaded,
+                "initial load tick"
+            );
+        }
+        ctx.put(&self.progress, flow, cutover.progress())?;
+        metrics::counter!(LOAD_RECORDS_METRIC, "flow" => feed.flow.clone()).increment(loaded);
+        metrics::counter!(LOAD_SKIPPED_METRIC, "flow" => feed.flow.clone()).increment(skipped);
+        metrics::gauge!(LOAD_DONE_METRIC, "flow" => feed.flow.clone(), "partition" => input.partition.to_string())
+            .set(if cutover.is_done() { 1.0 } else { 0.0 });
+        Ok(())
+    }
+}
+
+fn fatal(error: CutoverError) -> ProcessingError {
+    ProcessingError::Fatal(error.to_string())
 }
 
 impl Processor for IngestProcessor {
@@ -70,6 +235,13 @@ impl Processor for IngestProcessor {
         ctx: &mut ProcessorContext<'_, '_>,
         input: &InputRecord,
     ) -> Result<(), ProcessingError> {
+        if input.is_timer() {
+            return self.tick(ctx, input);
+        }
+        if input.header(START_HEADER).is_some() && *input.topic == *self.ingestion_topic {
+            self.cutovers(ctx, input)?;
+            return Ok(());
+        }
         let source = self
             .sources
             .iter()
@@ -114,13 +286,16 @@ impl Processor for IngestProcessor {
             },
         )?;
         if *source == TableSource::Ingestion {
-            for topic in self.flow_inputs.iter() {
-                ctx.forward(OutputRecord::new(
-                    topic.clone(),
-                    input.partition,
-                    valid.key.clone(),
-                    valid.value.clone(),
-                ));
+            let cutovers = self.cutovers(ctx, input)?;
+            for (feed, cutover) in self.flows.iter().zip(&cutovers) {
+                if cutover.live(input.offset) == LiveDecision::Copy {
+                    ctx.forward(OutputRecord::new(
+                        feed.input_topic.clone(),
+                        input.partition,
+                        valid.key.clone(),
+                        valid.value.clone(),
+                    ));
+                }
             }
         }
         Ok(())

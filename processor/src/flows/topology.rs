@@ -5,7 +5,7 @@
 //!
 //! | sub-topology              | sources                                        | store        | writes                                   |
 //! |---------------------------|------------------------------------------------|--------------|------------------------------------------|
-//! | `flows-model.{Model}_{M}_{m}` | ingestion topic; output of the migration into this version | the table | input topics of the flows from this version |
+//! | `flows-model.{Model}_{M}_{m}` | ingestion topic; output of the migration into this version | the table; `{table}-initial-load` | input topics of the flows from this version |
 //! | `flows-flow.{flow}`       | the flow's input topic                         | none         | the flow's output topic                  |
 //! | `flows-copy.{flow}`       | a regular flow's output topic                  | none         | the target's ingestion topic             |
 //!
@@ -21,25 +21,25 @@
 //! topic's partition that Kafka's default partitioner picks for its key
 //! ([`crate::topics::partition_for_key`]), where a producer would have put it.
 //!
-//! Not here yet: the initial load ([`super::cutover`]). It plugs into the flow's input
-//! topic: a loader per partition of the source version's sub-topology writes the
-//! snapshot of the source table to the flow's input topic, and the copy from the
-//! ingestion topic to the flow's input (today in [`super::ingest`], unconditional) must
-//! ask [`super::cutover::Cutover::live`] for each record while a load runs; that copy
-//! then moves to its own sub-topology per flow, so holding one flow's live records does
-//! not hold up the table or the other flows.
+//! The initial load ([`super::cutover`]) runs in the model version's sub-topology,
+//! whose task is the only writer of the table: it keeps each flow's
+//! `InitialLoadProgress` in the version's `{table}-initial-load` store
+//! ([`FlowStores::initial_load`]), copies live records from the load's start position
+//! on, and loads the table's history to the flow's input with timer ticks of
+//! [`FlowsOptions::load_chunk`] rows ([`super::ingest`]). A migration flow and a regular
+//! flow with `initial_load: true` load; any other flow starts live, without history.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weir_proto::TableRow;
 use weir_proto::flow::FlowKind;
+use weir_proto::{InitialLoadProgress, TableRow};
 use weir_topology::kafka::TopicSpec;
 use weir_topology::{SourceTopic, StoreHandle, Topology, TopologyError};
 
 use super::flow_task::{CopyProcessor, FlowProcessor};
-use super::ingest::{IngestProcessor, TableSource};
-use super::manifest::{ValidManifest, flow_topics};
+use super::ingest::{FlowFeed, IngestParts, IngestProcessor, TableSource};
+use super::manifest::{ValidManifest, flow_topics, needs_initial_load};
 use super::naming::ModelVersion;
 use super::transform::TransformRegistry;
 
@@ -87,16 +87,60 @@ pub enum FlowsTopologyError {
     Topology(#[from] TopologyError),
 }
 
-/// The table stores of a flows topology, one per model version.
+/// A record header that makes a record of an ingestion topic a start record: not data,
+/// it starts the initial load (or the live copy) of every flow from that version that
+/// has not started on its partition. A partition otherwise starts with its first record
+/// after the flow appears.
+pub const START_HEADER: &str = "weir-flows-start";
+
+/// Table rows the initial load wrote to a flow's input topic, by `flow`.
+pub const LOAD_RECORDS_METRIC: &str = "weir_flows_initial_load_records_total";
+/// Table rows the initial load passed because the live path had copied them, by `flow`.
+pub const LOAD_SKIPPED_METRIC: &str = "weir_flows_initial_load_skipped_total";
+/// 1 once a flow's history is loaded on a partition, 0 while it loads; by `flow` and
+/// `partition`.
+pub const LOAD_DONE_METRIC: &str = "weir_flows_initial_load_done";
+
+/// How the initial loads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowsOptions {
+    /// Table rows one tick of the loader visits (at least one).
+    pub load_chunk: usize,
+    /// Milliseconds from one tick of the loader to the next.
+    pub load_tick_ms: i64,
+}
+
+impl Default for FlowsOptions {
+    fn default() -> Self {
+        Self {
+            load_chunk: 500,
+            load_tick_ms: 10,
+        }
+    }
+}
+
+/// The store of the initial load progress of the flows from model version `model`.
+pub fn initial_load_store(model: &ModelVersion) -> String {
+    format!("{}-initial-load", model.table())
+}
+
+/// The table stores of a flows topology, one per model version, and the initial load
+/// progress stores beside them.
 #[derive(Debug, Clone, Default)]
 pub struct FlowStores {
     tables: BTreeMap<ModelVersion, StoreHandle<TableRow>>,
+    initial_load: BTreeMap<ModelVersion, StoreHandle<InitialLoadProgress>>,
 }
 
 impl FlowStores {
     /// The table of `model`, if the manifest declares it.
     pub fn table(&self, model: &ModelVersion) -> Option<&StoreHandle<TableRow>> {
         self.tables.get(model)
+    }
+
+    /// The initial load progress of the flows from `model`, keyed by flow name.
+    pub fn initial_load(&self, model: &ModelVersion) -> Option<&StoreHandle<InitialLoadProgress>> {
+        self.initial_load.get(model)
     }
 
     /// Every table, in model version order.
@@ -113,6 +157,23 @@ pub fn topology(
     registry: Arc<TransformRegistry>,
     partitions: &PartitionCounts,
     replication_factor: i16,
+) -> Result<(Topology, FlowStores), FlowsTopologyError> {
+    topology_with(
+        manifest,
+        registry,
+        partitions,
+        replication_factor,
+        FlowsOptions::default(),
+    )
+}
+
+/// [`topology`] with `options` for the initial loads.
+pub fn topology_with(
+    manifest: &ValidManifest,
+    registry: Arc<TransformRegistry>,
+    partitions: &PartitionCounts,
+    replication_factor: i16,
+    options: FlowsOptions,
 ) -> Result<(Topology, FlowStores), FlowsTopologyError> {
     let count = |model: &ModelVersion| -> Result<i32, FlowsTopologyError> {
         match partitions.get(model) {
@@ -156,16 +217,22 @@ pub fn topology(
     for (id, model) in manifest.models() {
         let partitions = count(id)?;
         let handle = topology.store::<TableRow>(&id.table())?;
+        let progress_store = initial_load_store(id);
+        let progress = topology.store::<InitialLoadProgress>(&progress_store)?;
         let mut sources = vec![SourceTopic::new(id.ingestion_topic(), partitions)];
         let mut kinds: Vec<(Arc<str>, TableSource)> =
             vec![(Arc::from(id.ingestion_topic()), TableSource::Ingestion)];
-        let mut flow_inputs = Vec::new();
+        let mut flows = Vec::new();
         for flow in manifest.flows() {
             let Some(topics) = flow_topics(flow) else {
                 continue;
             };
             if topics.source == *id {
-                flow_inputs.push(topics.input());
+                flows.push(FlowFeed {
+                    flow: flow.name.clone(),
+                    input_topic: topics.input(),
+                    initial_load: needs_initial_load(flow),
+                });
                 sinks.insert(topics.input(), partitions);
             }
             if topics.target == *id && flow.kind == FlowKind::Migration as i32 {
@@ -178,26 +245,30 @@ pub fn topology(
                 ));
             }
         }
-        let kinds = Arc::new(kinds);
         let model = Arc::new(model.clone());
-        let flow_inputs = Arc::new(flow_inputs);
-        let table = handle.clone();
+        let parts = IngestParts {
+            table: handle.clone(),
+            sources: Arc::new(kinds),
+            flows: Arc::new(flows),
+            progress: progress.clone(),
+            ingestion_topic: Arc::from(id.ingestion_topic()),
+            options,
+        };
         let name = id.to_string();
         topology.add_subtopology(
             &format!("flows-model.{}", id.table()),
             sources,
-            &[&id.table()],
+            &[&id.table(), &progress_store],
             move |_partition| {
                 Box::new(IngestProcessor::new(
                     name.clone(),
                     Arc::clone(&model),
-                    table.clone(),
-                    Arc::clone(&kinds),
-                    Arc::clone(&flow_inputs),
+                    parts.clone(),
                 ))
             },
         )?;
         stores.tables.insert(id.clone(), handle);
+        stores.initial_load.insert(id.clone(), progress);
     }
 
     for flow in manifest.flows() {
