@@ -8,12 +8,17 @@ export CARGO_TARGET_DIR ?= $(WEIR_CACHE_DIR)/target
 BROKER_PORT ?= 9092
 export BROKER_PORT
 
-.PHONY: run roundtrip build test lint unit-and-integration deps broker broker-install broker-stop
+.PHONY: run run-flows roundtrip build test lint unit-and-integration deps broker broker-install broker-stop
 
 ## run: start the local broker and a weir server, and run the seed's `orders` workflow
 ## (ORDERS=100 by default) until every order completes
 run: deps broker build
 	scripts/run-orders.sh
+
+## run-flows: start the local broker, apply examples/flows/user-activity.yaml, run its
+## flows in-process, generate UserActivity records and print each table's row count
+run-flows: deps broker build
+	scripts/run-flows.sh
 
 ## roundtrip: send protobuf records through the local broker and read them back
 roundtrip: deps broker build

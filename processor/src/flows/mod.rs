@@ -21,6 +21,7 @@
 //! [`topology`] is the runtime part: the sub-topologies that keep each version's table
 //! ([`ingest`]) and run each flow ([`flow_task`]) on `weir-topology`.
 
+pub mod app;
 pub mod apply;
 pub mod cutover;
 mod flow_task;
