@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use weir_processor::flows::manifest;
 use weir_processor::flows::naming::ModelVersion;
 use weir_processor::flows::topology::{
-    FlowStores, FlowsOptions, START_HEADER, topology_with, uniform_partitions,
+    FlowStores, FlowsOptions, START_HEADER, initial_load_store, topology_with, uniform_partitions,
 };
 use weir_processor::flows::transform::TransformRegistry;
 use weir_processor::spec_file::SpecFormat;
@@ -472,6 +472,16 @@ fn a_crash_mid_load_resumes_after_the_last_loaded_key() {
         assert!(!progress.done, "mid-load");
         assert!(progress.last_loaded_key.is_some());
     }
+
+    // The progress is changelogged, like any store: a restore on another machine has it.
+    let store = initial_load_store(&mv("UserActivity", 0, 0));
+    let changelog = h.driver().changelog(&store);
+    let last = changelog.last().expect("progress changelogged");
+    assert_eq!(
+        last.topic,
+        format!("{CLUSTER}_UserActivity_0_0-initial-load-changelog")
+    );
+    assert_eq!(last.key.as_ref(), MIGRATE.as_bytes());
 
     // Crash and restart on the same state.
     h.open(&with_migration, 3);
