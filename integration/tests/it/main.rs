@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod cluster;
+mod flows_cli;
 mod global;
 mod offsets;
 mod orders;
