@@ -74,6 +74,9 @@ pub(super) struct IngestProcessor {
     progress: StoreHandle<InitialLoadProgress>,
     ingestion_topic: Arc<str>,
     options: FlowsOptions,
+    /// Per flow, whether this process has set its done gauge for this partition yet
+    /// (the gauge is not state: after a restart it is set again from the progress).
+    reported: Vec<bool>,
 }
 
 /// What an [`IngestProcessor`] is built from, besides its model.
@@ -94,23 +97,28 @@ impl IngestProcessor {
             model,
             table: parts.table,
             sources: parts.sources,
-            flows: parts.flows,
+            flows: Arc::clone(&parts.flows),
             progress: parts.progress,
             ingestion_topic: parts.ingestion_topic,
             options: parts.options,
+            reported: vec![false; parts.flows.len()],
         }
     }
 
     /// The cut-over of each flow on this partition, starting (at `input`'s offset) the
     /// flows that have not started.
     fn cutovers(
-        &self,
+        &mut self,
         ctx: &mut ProcessorContext<'_, '_>,
         input: &InputRecord,
     ) -> Result<Vec<Cutover>, ProcessingError> {
         let mut cutovers = Vec::with_capacity(self.flows.len());
-        for feed in self.flows.iter() {
+        for (feed, reported) in self.flows.iter().zip(self.reported.iter_mut()) {
             if let Some(progress) = ctx.get(&self.progress, feed.flow.as_bytes())? {
+                if !*reported {
+                    done_gauge(&feed.flow, input.partition, progress.done);
+                    *reported = true;
+                }
                 cutovers.push(Cutover::resume(progress));
                 continue;
             }
@@ -141,8 +149,8 @@ impl IngestProcessor {
                 );
                 Cutover::live_only(feed.flow.clone(), partition, input.offset)
             };
-            metrics::gauge!(LOAD_DONE_METRIC, "flow" => feed.flow.clone(), "partition" => partition.to_string())
-                .set(if cutover.is_done() { 1.0 } else { 0.0 });
+            done_gauge(&feed.flow, partition, cutover.is_done());
+            *reported = true;
             ctx.put(&self.progress, feed.flow.as_bytes(), cutover.progress())?;
             cutovers.push(cutover);
         }
@@ -219,10 +227,14 @@ impl IngestProcessor {
         ctx.put(&self.progress, flow, cutover.progress())?;
         metrics::counter!(LOAD_RECORDS_METRIC, "flow" => feed.flow.clone()).increment(loaded);
         metrics::counter!(LOAD_SKIPPED_METRIC, "flow" => feed.flow.clone()).increment(skipped);
-        metrics::gauge!(LOAD_DONE_METRIC, "flow" => feed.flow.clone(), "partition" => input.partition.to_string())
-            .set(if cutover.is_done() { 1.0 } else { 0.0 });
+        done_gauge(&feed.flow, input.partition, cutover.is_done());
         Ok(())
     }
+}
+
+fn done_gauge(flow: &str, partition: i32, done: bool) {
+    metrics::gauge!(LOAD_DONE_METRIC, "flow" => flow.to_owned(), "partition" => partition.to_string())
+        .set(if done { 1.0 } else { 0.0 });
 }
 
 fn fatal(error: CutoverError) -> ProcessingError {
