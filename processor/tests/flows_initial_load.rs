@@ -544,3 +544,38 @@ fn a_regular_flow_with_initial_load_fills_its_target_and_one_without_starts_live
     );
     assert!(h.done(PARSE_LIVE));
 }
+
+#[test]
+fn a_flow_removed_and_declared_again_loads_again() {
+    let mut h = Harness::new();
+    h.open(UA00_MODEL, 10);
+    h.fill(12, 0);
+    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
+    h.open(&with_migration, 10);
+    h.start_all();
+    h.load(MIGRATE);
+    assert_eq!(h.records(MIGRATE_IN).len(), 12);
+
+    // Removed: its progress goes with the first record on each partition.
+    h.open(UA00_MODEL, 10);
+    h.start_all();
+    assert!((0..PARTITIONS).all(|p| h.progress(p).is_empty()));
+    h.produce("user-1", " while no migration runs");
+
+    // Declared again: a new flow, loaded again from the table.
+    h.open(&with_migration, 10);
+    h.start_all();
+    for partition in 0..PARTITIONS {
+        assert!(
+            !h.progress(partition)[MIGRATE].done,
+            "partition {partition}"
+        );
+    }
+    h.load(MIGRATE);
+    check_migrated_table(&h);
+    assert_eq!(h.records(MIGRATE_IN).len(), 24);
+    let loaded: u64 = (0..PARTITIONS)
+        .map(|p| h.progress(p)[MIGRATE].records_loaded)
+        .sum();
+    assert_eq!(loaded, 12);
+}

@@ -28,6 +28,10 @@
 //! scheduling the next until the scan passes the last key. Timers come back on the
 //! ingestion topic (the runtime's timers use a task's first source) and are not data.
 //!
+//! The progress of a flow no longer declared is removed (by the first record each
+//! process handles on the partition): a flow declared again under that name is created
+//! again, with a load of its own.
+//!
 //! Progress is reported as log lines (start, end) and metrics: [`LOAD_RECORDS_METRIC`],
 //! [`LOAD_SKIPPED_METRIC`] (counters by `flow`) and [`LOAD_DONE_METRIC`] (a gauge by
 //! `flow` and `partition`, 1 once loaded or for a flow without a load).
@@ -77,6 +81,8 @@ pub(super) struct IngestProcessor {
     /// Per flow, whether this process has set its done gauge for this partition yet
     /// (the gauge is not state: after a restart it is set again from the progress).
     reported: Vec<bool>,
+    /// Whether this process has removed the progress of flows no longer declared.
+    cleaned: bool,
 }
 
 /// What an [`IngestProcessor`] is built from, besides its model.
@@ -102,6 +108,7 @@ impl IngestProcessor {
             ingestion_topic: parts.ingestion_topic,
             options: parts.options,
             reported: vec![false; parts.flows.len()],
+            cleaned: false,
         }
     }
 
@@ -112,6 +119,26 @@ impl IngestProcessor {
         ctx: &mut ProcessorContext<'_, '_>,
         input: &InputRecord,
     ) -> Result<Vec<Cutover>, ProcessingError> {
+        if !self.cleaned {
+            // A flow removed from the manifest leaves its progress behind; were it
+            // declared again, it would be a new flow with a load of its own.
+            for (flow, _) in ctx.scan_prefix(&self.progress, b"")? {
+                if !self
+                    .flows
+                    .iter()
+                    .any(|f| f.flow.as_bytes() == flow.as_ref())
+                {
+                    tracing::info!(
+                        flow = %String::from_utf8_lossy(&flow),
+                        table = %self.name,
+                        partition = input.partition,
+                        "initial load progress of a flow no longer declared removed"
+                    );
+                    ctx.delete(&self.progress, &flow)?;
+                }
+            }
+            self.cleaned = true;
+        }
         let mut cutovers = Vec::with_capacity(self.flows.len());
         for (feed, reported) in self.flows.iter().zip(self.reported.iter_mut()) {
             if let Some(progress) = ctx.get(&self.progress, feed.flow.as_bytes())? {
