@@ -203,15 +203,12 @@ impl IngestProcessor {
         if cutover.is_done() {
             return Ok(());
         }
-        let from = match cutover.scan_after() {
-            None => Vec::new(),
-            Some(last) => [last, &[0u8][..]].concat(),
-        };
-        // Keys are UTF-8 text (`record::validate`), which never holds a 0xFF byte.
-        let rows = ctx.scan_range(&self.table, &from, &[0xFF])?;
         let chunk = self.options.load_chunk.max(1);
+        let (rows, last) = next_chunk(cutover.scan_after(), chunk, |from, to| {
+            ctx.scan_range(&self.table, from, to)
+        })?;
         let (mut loaded, mut skipped) = (0u64, 0u64);
-        for (key, row) in rows.iter().take(chunk) {
+        for (key, row) in &rows {
             let ingestion_offset =
                 (*row.source_topic == *self.ingestion_topic).then_some(row.source_offset);
             if cutover.should_load(key, ingestion_offset) {
@@ -228,7 +225,7 @@ impl IngestProcessor {
                 skipped += 1;
             }
         }
-        if rows.len() <= chunk {
+        if last {
             cutover.finish().map_err(fatal)?;
             tracing::info!(
                 flow = %feed.flow,
@@ -257,6 +254,43 @@ impl IngestProcessor {
         done_gauge(&feed.flow, input.partition, cutover.is_done());
         Ok(())
     }
+}
+
+/// The next `chunk` entries strictly after `after` (from the first with `None`), and
+/// whether they are the last ones, through `scan(from, to)` (every entry in
+/// `[from, to)`, in key order). Keys are UTF-8 text ([`record::validate`]), which never
+/// holds a 0xFF byte, so `[0xFF]` bounds them all.
+///
+/// A scan reads its whole range, so the range is narrowed first: the keys that extend
+/// a prefix of `after`, from the longest prefix to the shortest, until one range holds
+/// more than `chunk` entries. Each such range is an initial part of the whole rest
+/// (`[after, prefix end)`), so its first `chunk` entries are the rest's; a tick reads
+/// about `chunk` times the key's fan-out instead of the whole rest of the table. The
+/// first tick, with no `after`, reads the whole table once.
+fn next_chunk<V>(
+    after: Option<&[u8]>,
+    chunk: usize,
+    mut scan: impl FnMut(&[u8], &[u8]) -> Result<Vec<(bytes::Bytes, V)>, ProcessingError>,
+) -> Result<(Vec<(bytes::Bytes, V)>, bool), ProcessingError> {
+    let from = after.map_or_else(Vec::new, |last| [last, &[0u8][..]].concat());
+    if let Some(last) = after {
+        for len in (1..=last.len()).rev() {
+            let mut end = last[..len].to_vec();
+            match end.last_mut() {
+                Some(byte) if *byte < 0xFF => *byte += 1,
+                _ => continue,
+            }
+            let mut rows = scan(&from, &end)?;
+            if rows.len() > chunk {
+                rows.truncate(chunk);
+                return Ok((rows, false));
+            }
+        }
+    }
+    let mut rows = scan(&from, &[0xFF])?;
+    let last = rows.len() <= chunk;
+    rows.truncate(chunk);
+    Ok((rows, last))
 }
 
 fn done_gauge(flow: &str, partition: i32, done: bool) {
@@ -338,5 +372,58 @@ impl Processor for IngestProcessor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn chunks_cover_every_key_once_in_order_reading_narrow_ranges() {
+        let keys: Vec<String> = (0..2_000)
+            .map(|i| format!("user-{i}"))
+            .chain(["a".to_owned(), "zz".to_owned(), "user-1\u{0}".to_owned()])
+            .collect();
+        let table: BTreeMap<Bytes, ()> = keys
+            .iter()
+            .map(|k| (Bytes::from(k.clone().into_bytes()), ()))
+            .collect();
+        for chunk in [1, 7, 500, 5_000] {
+            let read = Cell::new(0usize);
+            let scan = |from: &[u8], to: &[u8]| {
+                let rows: Vec<(Bytes, ())> = table
+                    .range::<[u8], _>((
+                        std::ops::Bound::Included(from),
+                        std::ops::Bound::Excluded(to),
+                    ))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                read.set(read.get() + rows.len());
+                Ok(rows)
+            };
+            let mut seen: Vec<Bytes> = Vec::new();
+            let mut ticks = 0;
+            loop {
+                let after = seen.last().cloned();
+                let (rows, last) = next_chunk(after.as_deref(), chunk, scan).expect("scan");
+                assert!(rows.len() <= chunk);
+                seen.extend(rows.into_iter().map(|(k, ())| k));
+                ticks += 1;
+                if last {
+                    break;
+                }
+            }
+            let all: Vec<Bytes> = table.keys().cloned().collect();
+            assert_eq!(seen, all, "chunk {chunk}");
+            assert_eq!(ticks, all.len().div_ceil(chunk));
+            if chunk == 7 {
+                // Narrow ranges: far less than the whole rest per tick.
+                assert!(read.get() < 60 * all.len(), "read {}", read.get());
+            }
+        }
     }
 }
