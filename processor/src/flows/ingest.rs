@@ -6,7 +6,7 @@
 //! - the ingestion topic `{Model}_{major}_{minor}`: each record is checked against the
 //!   model ([`super::record::validate`]), written to the table under its key, and
 //!   forwarded (canonical bytes, same key, same partition) to each flow's input topic,
-//!   in the manifest's flow order;
+//!   in the manifest's flow order, from the flow's start position on (below);
 //! - the output topic of the migration flow into this version: each record is checked
 //!   against the model and written to the table only. It is not copied to this
 //!   version's flows: a record reaches a model version once (the RFD's reason for
@@ -26,7 +26,9 @@
 //! at once; a flow with an initial load also gets a timer, whose ticks copy a bounded
 //! chunk of table rows in key order (the rows the live path has not copied), each tick
 //! scheduling the next until the scan passes the last key. Timers come back on the
-//! ingestion topic (the runtime's timers use a task's first source) and are not data.
+//! ingestion topic (the runtime's timers use a task's first source) and are not data;
+//! a consumer of that topic outside weir sees them (keyed by the flow name, with the
+//! runtime's timer header and an empty value).
 //!
 //! The progress of a flow no longer declared is removed (by the first record each
 //! process handles on the partition): a flow declared again under that name is created
