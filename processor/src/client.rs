@@ -20,10 +20,10 @@ use weir_proto::{
     CompleteUserTaskRunRequest, MetadataCommand, PutExternalEventRequest, PutTaskDefRequest,
     RunWfRequest, UserTaskRunId, VariableValue, WfRunId, command, metadata_command,
 };
-use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, Record, TopicPartition};
+use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, TopicPartition};
 
 use crate::config::WeirConfig;
-use crate::topics::{CoreTopics, TENANT_HEADER, partition_for_key};
+use crate::topics::{CoreTopics, command_record, command_time_now, partition_for_key};
 
 /// How long a command's result is waited for unless the client is told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -278,7 +278,7 @@ impl WeirClient {
         let command_id = self.next_command_id();
         let value = MetadataCommand {
             command_id: command_id.clone(),
-            time: Some(now()),
+            time: Some(command_time_now()),
             command: Some(command),
         }
         .encode_to_vec();
@@ -320,7 +320,7 @@ impl WeirClient {
     ) -> Result<PendingResult, ClientError> {
         let value = Command {
             command_id: command_id.clone(),
-            time: Some(now()),
+            time: Some(command_time_now()),
             command: Some(command),
         }
         .encode_to_vec();
@@ -353,13 +353,9 @@ impl WeirClient {
             waiters: Arc::clone(&self.inner.waiters),
             timeout: self.timeout,
         };
-        let record = Record {
-            key: Some(key),
-            value: Some(value),
-            headers: BTreeMap::from([(TENANT_HEADER.to_owned(), tenant.as_bytes().to_vec())]),
-            timestamp: chrono::Utc::now(),
-        };
-        partition.produce(vec![record]).await?;
+        partition
+            .produce(vec![command_record(tenant, key, value)])
+            .await?;
         Ok(pending)
     }
 
@@ -544,15 +540,6 @@ fn user_task_run_id(wf_run_id: &str, user_task_guid: &str) -> UserTaskRunId {
         }),
         user_task_guid: user_task_guid.to_owned(),
     }
-}
-
-/// The wall clock now, as a command's time.
-fn now() -> prost_types::Timestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default();
-    weir_proto::timestamp::from_millis(millis)
 }
 
 fn lock(

@@ -1,9 +1,11 @@
 //! The workflow core's topics and how records find their partition: the command
-//! topics, the command results, the per-tenant task queues, the tenant header, the
+//! topics and the records senders put on them, the command results, the per-tenant task queues, the tenant header, the
 //! alphabet of names that become parts of topic names, and Kafka's default partitioner
 //! so a key lands where any Kafka client would put it.
 
-use weir_topology::kafka::TopicSpec;
+use std::collections::BTreeMap;
+
+use weir_topology::kafka::{Record, TopicSpec};
 
 use crate::config::WeirConfig;
 
@@ -98,6 +100,23 @@ pub fn is_name_char(c: char) -> bool {
 /// they prefix or name topics (`{cluster}_{tenant}_task_{task_def}`).
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(is_name_char)
+}
+
+/// The Kafka record of a command sent to one of the core's command topics: its key,
+/// its encoded value and the tenant header. Clients and workers send commands this way.
+pub fn command_record(tenant: &str, key: Vec<u8>, value: Vec<u8>) -> Record {
+    Record {
+        key: Some(key),
+        value: Some(value),
+        headers: BTreeMap::from([(TENANT_HEADER.to_owned(), tenant.as_bytes().to_vec())]),
+        timestamp: chrono::Utc::now(),
+    }
+}
+
+/// The wall clock as a command's `time`, for senders (clients, workers); the core
+/// itself never reads the clock.
+pub fn command_time_now() -> prost_types::Timestamp {
+    weir_proto::timestamp::from_millis(chrono::Utc::now().timestamp_millis())
 }
 
 /// The partition Kafka's default partitioner picks for `key` among `partitions`:

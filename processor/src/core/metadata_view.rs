@@ -143,6 +143,17 @@ impl<'t, S: MetadataSource> MetadataView<'t, S> {
         major_version: Option<i32>,
         revision: Option<i32>,
     ) -> Result<Option<WfSpec>, ProcessingError> {
+        if let (Some(major), Some(revision)) = (major_version, revision) {
+            // An exact version is one key: no scan of every version (every command on a
+            // run loads its spec this way).
+            let key = keys::wf_spec(self.tenant, name, major, revision);
+            return Ok(
+                match self.source.get(&key)?.and_then(|stored| stored.object) {
+                    Some(Object::WfSpec(spec)) => Some(spec),
+                    _ => None,
+                },
+            );
+        }
         let versions = self.wf_spec_versions(name)?;
         Ok(versions.into_iter().rev().find(|spec| {
             let id = spec.id.clone().unwrap_or_default();

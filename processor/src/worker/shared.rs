@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use prost::Message;
 use weir_proto::Command;
-use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, Record, TopicPartition};
+use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, TopicPartition};
 
 use super::WorkerStats;
 use super::backoff::Backoff;
-use crate::topics::{TENANT_HEADER, partition_for_key};
+use crate::topics::{command_record, partition_for_key};
 
 /// Everything the partition loops, the task pipelines and the committer share.
 pub(super) struct Shared {
@@ -68,12 +68,11 @@ impl Shared {
     /// header, retrying until the broker acknowledges it.
     pub(super) async fn send_command(&self, wf_run_id: &str, command: &Command) {
         let partition = partition_for_key(wf_run_id.as_bytes(), self.command_partitions);
-        let record = Record {
-            key: Some(wf_run_id.as_bytes().to_vec()),
-            value: Some(command.encode_to_vec()),
-            headers: BTreeMap::from([(TENANT_HEADER.to_owned(), self.tenant.as_bytes().to_vec())]),
-            timestamp: chrono::Utc::now(),
-        };
+        let record = command_record(
+            &self.tenant,
+            wf_run_id.as_bytes().to_vec(),
+            command.encode_to_vec(),
+        );
         let mut backoff = Backoff::new();
         loop {
             let result = match self.command_handle(partition).await {

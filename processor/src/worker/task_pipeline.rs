@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 use weir_proto::command::Command as CommandKind;
@@ -14,6 +13,7 @@ use weir_proto::{
 
 use super::shared::Shared;
 use super::{TaskError, TaskErrorKind};
+use crate::topics::command_time_now;
 
 /// One task from claim to report: claim it, run the function, report how it ended.
 pub(super) async fn serve_task<F, Fut>(shared: Arc<Shared>, function: Arc<F>, task: ScheduledTask)
@@ -31,7 +31,7 @@ where
     let command_id = |step: &str| format!("{wf_run_id}/{}/{attempt}/{step}", task_run_id.task_guid);
     let claim = Command {
         command_id: command_id("claim"),
-        time: Some(now()),
+        time: Some(command_time_now()),
         command: Some(CommandKind::TaskClaimEvent(TaskClaimEvent {
             task_run_id: Some(task_run_id.clone()),
             attempt_number: attempt,
@@ -65,11 +65,11 @@ where
     }
     let report = Command {
         command_id: command_id("report"),
-        time: Some(now()),
+        time: Some(command_time_now()),
         command: Some(CommandKind::ReportTaskRun(ReportTaskRun {
             task_run_id: Some(task_run_id.clone()),
             attempt_number: attempt,
-            time: Some(now()),
+            time: Some(command_time_now()),
             status: status as i32,
             result: Some(match result {
                 Ok(output) => ReportResult::Output(output),
@@ -109,14 +109,6 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_owned())
-}
-
-/// The wall clock, for the commands a worker sends (the worker's time is the command's).
-fn now() -> prost_types::Timestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    weir_proto::timestamp::from_millis(millis)
 }
 
 #[cfg(test)]
