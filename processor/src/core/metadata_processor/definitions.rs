@@ -38,6 +38,31 @@ pub(super) trait Definition: Sized {
     fn into_object(self) -> Object;
 }
 
+/// The accessors every definition message has in the same shape (a `name`, an optional
+/// `enable_entity_events`, a case of `StoredMetadata`), written once.
+macro_rules! same_shape_accessors {
+    ($variant:ident) => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn enable_entity_events(&self) -> Option<bool> {
+            self.enable_entity_events
+        }
+        fn set_enable_entity_events(&mut self, value: Option<bool>) {
+            self.enable_entity_events = value;
+        }
+        fn from_object(object: Object) -> Option<Self> {
+            match object {
+                Object::$variant(def) => Some(def),
+                _ => None,
+            }
+        }
+        fn into_object(self) -> Object {
+            Object::$variant(self)
+        }
+    };
+}
+
 /// Creates `proposed`, or compares it with the stored definition of the same name: the
 /// same content changes nothing, a new `enable_entity_events` alone is applied in place,
 /// anything else is refused.
@@ -203,15 +228,7 @@ impl Definition for TaskDef {
     const KIND: MetadataKind = MetadataKind::TaskDef;
     const LABEL: &'static str = "TaskDef";
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn enable_entity_events(&self) -> Option<bool> {
-        self.enable_entity_events
-    }
-    fn set_enable_entity_events(&mut self, value: Option<bool>) {
-        self.enable_entity_events = value;
-    }
+    same_shape_accessors!(TaskDef);
     fn differences(&self, other: &Self) -> Vec<&'static str> {
         let mut fields = Vec::new();
         if self.input_vars != other.input_vars {
@@ -244,30 +261,13 @@ impl Definition for TaskDef {
     fn used_by(node: &NodeKind, name: &str) -> bool {
         matches!(node, NodeKind::Task(task) if task.task_def_name == name)
     }
-    fn from_object(object: Object) -> Option<Self> {
-        match object {
-            Object::TaskDef(def) => Some(def),
-            _ => None,
-        }
-    }
-    fn into_object(self) -> Object {
-        Object::TaskDef(self)
-    }
 }
 
 impl Definition for ExternalEventDef {
     const KIND: MetadataKind = MetadataKind::ExternalEventDef;
     const LABEL: &'static str = "ExternalEventDef";
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn enable_entity_events(&self) -> Option<bool> {
-        self.enable_entity_events
-    }
-    fn set_enable_entity_events(&mut self, value: Option<bool>) {
-        self.enable_entity_events = value;
-    }
+    same_shape_accessors!(ExternalEventDef);
     fn differences(&self, _: &Self) -> Vec<&'static str> {
         Vec::new()
     }
@@ -277,30 +277,13 @@ impl Definition for ExternalEventDef {
     fn used_by(node: &NodeKind, name: &str) -> bool {
         matches!(node, NodeKind::ExternalEvent(event) if event.external_event_def_name == name)
     }
-    fn from_object(object: Object) -> Option<Self> {
-        match object {
-            Object::ExternalEventDef(def) => Some(def),
-            _ => None,
-        }
-    }
-    fn into_object(self) -> Object {
-        Object::ExternalEventDef(self)
-    }
 }
 
 impl Definition for WorkflowEventDef {
     const KIND: MetadataKind = MetadataKind::WorkflowEventDef;
     const LABEL: &'static str = "WorkflowEventDef";
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn enable_entity_events(&self) -> Option<bool> {
-        self.enable_entity_events
-    }
-    fn set_enable_entity_events(&mut self, value: Option<bool>) {
-        self.enable_entity_events = value;
-    }
+    same_shape_accessors!(WorkflowEventDef);
     fn differences(&self, other: &Self) -> Vec<&'static str> {
         if self.content_type != other.content_type {
             vec!["content_type"]
@@ -314,30 +297,13 @@ impl Definition for WorkflowEventDef {
     fn used_by(node: &NodeKind, name: &str) -> bool {
         matches!(node, NodeKind::ThrowEvent(event) if event.workflow_event_def_name == name)
     }
-    fn from_object(object: Object) -> Option<Self> {
-        match object {
-            Object::WorkflowEventDef(def) => Some(def),
-            _ => None,
-        }
-    }
-    fn into_object(self) -> Object {
-        Object::WorkflowEventDef(self)
-    }
 }
 
 impl Definition for UserTaskDef {
     const KIND: MetadataKind = MetadataKind::UserTaskDef;
     const LABEL: &'static str = "UserTaskDef";
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn enable_entity_events(&self) -> Option<bool> {
-        self.enable_entity_events
-    }
-    fn set_enable_entity_events(&mut self, value: Option<bool>) {
-        self.enable_entity_events = value;
-    }
+    same_shape_accessors!(UserTaskDef);
     fn differences(&self, other: &Self) -> Vec<&'static str> {
         let mut fields = Vec::new();
         if self.description != other.description {
@@ -353,14 +319,5 @@ impl Definition for UserTaskDef {
     }
     fn used_by(node: &NodeKind, name: &str) -> bool {
         matches!(node, NodeKind::UserTask(task) if task.user_task_def_name == name)
-    }
-    fn from_object(object: Object) -> Option<Self> {
-        match object {
-            Object::UserTaskDef(def) => Some(def),
-            _ => None,
-        }
-    }
-    fn into_object(self) -> Object {
-        Object::UserTaskDef(self)
     }
 }
