@@ -1157,5 +1157,6 @@ fn timer_command() -> TimerCommand {
         tenant: "acme".into(),
         command: commands().into_iter().next(),
         deferrals: 3,
+        answer: true,
     }
 }

@@ -137,6 +137,7 @@ impl Processor for CoreProcessor {
                     tenant: envelope.tenant.clone(),
                     command: Some(envelope.command.clone()),
                     deferrals: envelope.deferrals + 1,
+                    answer: !envelope.internal,
                 };
                 tracing::debug!(command_id, %error, "metadata not visible yet; command deferred");
                 // The same key, so the command comes back as it was sent.
@@ -176,8 +177,8 @@ fn decode(record: &InputRecord) -> Result<Envelope, ProcessingError> {
             .command
             .ok_or_else(|| ProcessingError::record("timer record carries no command"))?;
         // A command put off for metadata is the sender's and gets its answer; the
-        // core's own retries and timeouts do not.
-        let internal = timer.deferrals == 0;
+        // core's own retries and timeouts do not (even when put off themselves).
+        let internal = !timer.answer;
         return Ok(Envelope {
             tenant: timer.tenant,
             command,

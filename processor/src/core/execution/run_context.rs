@@ -304,6 +304,7 @@ impl<'c, 'a, 'b> RunContext<'c, 'a, 'b> {
                 tenant: self.tenant.to_owned(),
                 command: Some(command),
                 deferrals: 0,
+                answer: false,
             },
         });
     }
