@@ -15,7 +15,7 @@ mkdir -p "$run_dir"
 echo "weir flows plan examples/flows/user-activity.yaml:"
 "$bin/weir" flows plan examples/flows/user-activity.yaml --partitions "$FLOWS_PARTITIONS"
 echo
-"$bin/flows" demo "${FLOWS_RECORDS:-200}"
+"$bin/flows" demo "${FLOWS_RECORDS:-4000}"
 echo
 echo "weir table scan UserActivity 0.1 --limit 3:"
 "$bin/weir" table scan UserActivity 0.1 --limit 3

@@ -63,14 +63,24 @@ impl Cluster {
         &self.env
     }
 
-    /// Starts `weir server` on the cluster and waits until its tasks run.
-    pub(crate) async fn start_server(&self, name: &str) -> WeirProcess {
+    /// The state directory of the cluster's processes.
+    pub(crate) fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
+    }
+
+    /// [`Self::env`] and the state directory: what a process that runs tasks gets.
+    pub(crate) fn process_env(&self) -> Vec<(String, String)> {
         let mut env = self.env.clone();
         env.push((
             "LHS_STATE_DIR".to_owned(),
             self.state.path().display().to_string(),
         ));
-        let mut server = WeirProcess::start(name, &["server"], &env);
+        env
+    }
+
+    /// Starts `weir server` on the cluster and waits until its tasks run.
+    pub(crate) async fn start_server(&self, name: &str) -> WeirProcess {
+        let mut server = WeirProcess::start(name, &["server"], &self.process_env());
         server
             .wait_for_stdout(START_WAIT, "the server's running line", |out| {
                 out.contains("weir server running tasks ")

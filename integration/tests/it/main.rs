@@ -3,7 +3,7 @@
 mod cli;
 mod client;
 mod cluster;
-mod flows_cli;
+mod flows;
 mod global;
 mod offsets;
 mod orders;

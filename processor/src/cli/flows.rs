@@ -11,7 +11,7 @@ use anyhow::Context;
 use futures::future::try_join_all;
 use prost::Message;
 use serde_json::{Value, json};
-use weir_proto::{DataModelVersion, TableRow};
+use weir_proto::{DataModelVersion, InitialLoadProgress, TableRow};
 use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError};
 use weir_topology::read_committed;
 
@@ -20,6 +20,7 @@ use crate::flows::apply::{self, table_changelog};
 use crate::flows::manifest::{self, ValidManifest};
 use crate::flows::naming::ModelVersion;
 use crate::flows::plan::{self, PlanOptions};
+use crate::flows::topology::initial_load_store;
 use crate::topics::partition_for_key;
 
 fn read_manifest(file: &Path) -> anyhow::Result<ValidManifest> {
@@ -138,24 +139,25 @@ async fn table_partitions(admin: &KafkaAdmin, changelog: &str) -> anyhow::Result
     }
 }
 
-/// The committed rows of one partition of a table, decoded, in key order.
-async fn read_rows(
+/// The committed entries of one partition of a store, decoded as `M`, in key order.
+async fn read_store_partition<M: Message + Default>(
     client: &KafkaClient,
     changelog: &str,
     partition: i32,
-) -> anyhow::Result<Vec<(Vec<u8>, TableRow)>> {
+) -> anyhow::Result<Vec<(Vec<u8>, M)>> {
     let handle = client.partition(changelog, partition).await?;
     let contents = read_committed(&handle).await?;
     contents
         .into_iter()
         .map(|(key, value)| {
-            let row = TableRow::decode(value.as_ref()).with_context(|| {
+            let decoded = M::decode(value.as_ref()).with_context(|| {
                 format!(
-                    "row {:?} of {changelog} partition {partition} is not a TableRow",
-                    String::from_utf8_lossy(&key)
+                    "entry {:?} of {changelog} partition {partition} is not a {}",
+                    String::from_utf8_lossy(&key),
+                    std::any::type_name::<M>()
                 )
             })?;
-            Ok((key.to_vec(), row))
+            Ok((key.to_vec(), decoded))
         })
         .collect()
 }
@@ -168,8 +170,36 @@ pub async fn table_rows(
     let (admin, client) = connect(config).await?;
     let changelog = table_changelog(&config.cluster_id, &model.table());
     let partitions = table_partitions(&admin, &changelog).await?;
-    let reads = (0..partitions).map(|p| read_rows(&client, &changelog, p));
+    let reads = (0..partitions).map(|p| read_store_partition(&client, &changelog, p));
     Ok(try_join_all(reads).await?.into_iter().flatten().collect())
+}
+
+/// The committed initial load progress of every flow from `model`, on every partition
+/// (none before the flows first ran).
+pub async fn load_progress(
+    config: &WeirConfig,
+    model: &ModelVersion,
+) -> anyhow::Result<Vec<InitialLoadProgress>> {
+    let (admin, client) = connect(config).await?;
+    let changelog = table_changelog(&config.cluster_id, &initial_load_store(model));
+    let partitions = match admin
+        .describe_topics(std::slice::from_ref(&changelog))
+        .await
+    {
+        Ok(described) => described
+            .first()
+            .map_or(0, |d| i32::try_from(d.partitions.len()).unwrap_or(i32::MAX)),
+        Err(KafkaError::UnknownTopic { .. }) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let reads = (0..partitions)
+        .map(|p| read_store_partition::<InitialLoadProgress>(&client, &changelog, p));
+    Ok(try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|(_, progress)| progress)
+        .collect())
 }
 
 /// `weir table get MODEL VERSION KEY`: the row of `key`, or an error naming the table.
@@ -183,7 +213,7 @@ pub async fn table_get(
     let changelog = table_changelog(&config.cluster_id, &model.table());
     let partitions = table_partitions(&admin, &changelog).await?;
     let partition = partition_for_key(key.as_bytes(), partitions);
-    let rows = read_rows(&client, &changelog, partition).await?;
+    let rows = read_store_partition::<TableRow>(&client, &changelog, partition).await?;
     match rows.iter().find(|(k, _)| k.as_slice() == key.as_bytes()) {
         Some((k, row)) => writeln!(out, "{}", row_json(k, row))?,
         None => anyhow::bail!("no row with key {key:?} in table {}", model.table()),

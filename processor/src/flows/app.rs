@@ -3,18 +3,28 @@
 //! counts come from the topics `weir flows apply` created (a missing one is an error
 //! naming it), and the [`super::topology`] runs on a `weir-topology` runtime until
 //! shutdown.
+//!
+//! A flow starts on a partition of its source with the first ingestion record it sees
+//! there ([`super::cutover`]); a partition nobody writes to would never start its
+//! initial load. So each start sends one start record ([`START_HEADER`], no key, an
+//! empty value) to every partition of every ingestion topic that feeds a flow: it starts
+//! what has not started and is passed over everywhere else.
 
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use weir_proto::FlowsManifest;
-use weir_topology::kafka::{KafkaAdmin, KafkaError};
+use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, Record};
 use weir_topology::{RunningRuntime, Runtime, RuntimeError};
 
 use super::manifest::{self, InvalidManifest, ManifestError, ValidManifest, flow_topics};
-use super::topology::{FlowStores, FlowsTopologyError, PartitionCounts, topology};
+use super::topology::{
+    FlowStores, FlowsOptions, FlowsTopologyError, PartitionCounts, START_HEADER, topology_with,
+};
 use super::transform::TransformRegistry;
 use crate::config::{ConfigError, WeirConfig};
 
@@ -79,6 +89,7 @@ impl From<FlowsManifest> for ManifestSource {
 pub struct FlowsApp {
     manifest: ManifestSource,
     registry: Arc<TransformRegistry>,
+    options: FlowsOptions,
 }
 
 /// Flows running on this instance.
@@ -107,7 +118,15 @@ impl FlowsApp {
         Self {
             manifest: manifest.into(),
             registry: Arc::new(registry),
+            options: FlowsOptions::default(),
         }
+    }
+
+    /// The same flows, with `options` for the initial loads.
+    #[must_use]
+    pub fn with_options(mut self, options: FlowsOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// The manifest, read and validated against the registry.
@@ -124,14 +143,17 @@ impl FlowsApp {
         let manifest = self.manifest()?;
         let admin = KafkaAdmin::connect(&config.kafka()).await?;
         let partitions = partition_counts(&admin, &manifest).await?;
-        let (topology, stores) = topology(
+        let (topology, stores) = topology_with(
             &manifest,
             Arc::clone(&self.registry),
             &partitions,
             config.replication_factor,
+            self.options,
         )?;
         let runtime = Runtime::new(topology, config.runtime(), config.assignor()?)?;
         let runtime = runtime.start().await?;
+        let client = KafkaClient::connect(&config.kafka()).await?;
+        send_start_records(&client, &manifest, &partitions).await?;
         Ok(RunningFlows { runtime, stores })
     }
 
@@ -198,4 +220,35 @@ async fn partition_counts(
         }
     }
     Ok(counts)
+}
+
+/// One start record to each partition of each ingestion topic that feeds a flow.
+async fn send_start_records(
+    client: &KafkaClient,
+    manifest: &ValidManifest,
+    partitions: &PartitionCounts,
+) -> Result<(), FlowsAppError> {
+    let sources: BTreeSet<_> = manifest
+        .flows()
+        .iter()
+        .filter_map(flow_topics)
+        .map(|topics| topics.source)
+        .collect();
+    for source in sources {
+        let topic = source.ingestion_topic();
+        for partition in 0..partitions.get(&source).copied().unwrap_or(0) {
+            let record = Record {
+                key: None,
+                value: Some(Vec::new()),
+                headers: BTreeMap::from([(START_HEADER.to_owned(), Vec::new())]),
+                timestamp: chrono::Utc::now(),
+            };
+            client
+                .partition(&topic, partition)
+                .await?
+                .produce(vec![record])
+                .await?;
+        }
+    }
+    Ok(())
 }

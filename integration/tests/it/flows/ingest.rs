@@ -1,0 +1,189 @@
+//! Ingestion and transforms at volume: 100,000 records over 4 partitions leave each table
+//! with the latest record per key (the migrated table with its transform); a transform
+//! that fails on some records sends exactly those to the dead-letter topic, with the
+//! reason, and the rest through.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM, Producer};
+use weir_integration::consume_until;
+use weir_processor::flows::app::{FlowsApp, FlowsAppError};
+use weir_processor::flows::transform::TransformRegistry;
+use weir_topology::task::ERROR_HEADER;
+
+use super::{FlowsCluster, table_difference, wait_until};
+
+/// Records of the volume test, and the users they are spread over.
+const RECORDS: u64 = 100_000;
+const USERS: u64 = 10_000;
+
+/// How long the volume test may take to ingest and migrate everything.
+const VOLUME_WAIT: Duration = Duration::from_secs(600);
+
+#[tokio::test]
+async fn a_hundred_thousand_records_over_four_partitions_leave_the_latest_per_key() {
+    let flows = FlowsCluster::new("flows-volume").await;
+    let file = flows.write("flows.yaml", &flows.manifest());
+    flows.apply(&file, 4).await;
+    let source = flows.model("UserActivity", 0);
+    let records: Vec<_> = (0..RECORDS).map(|i| flows_demo::record(i, USERS)).collect();
+    let expected = flows_demo::latest_per_key(records.clone());
+    let migrated =
+        flows_demo::transformed(MIGRATION_TRANSFORM, &expected).expect("the example migrates");
+    let producer = Producer::connect(&flows.cluster.config, &source)
+        .await
+        .expect("producer");
+    for chunk in records.chunks(5_000) {
+        producer.send(chunk.to_vec()).await.expect("produced");
+    }
+
+    let mut running = flows.start_flows("flows-volume", &file, &[]).await;
+    let target = flows.model("UserActivity", 1);
+    wait_until(
+        VOLUME_WAIT,
+        "both tables to hold every user's latest record",
+        || async {
+            table_difference("0.0", &flows.table(&source).await, &expected).or(table_difference(
+                "0.1",
+                &flows.table(&target).await,
+                &migrated,
+            ))
+        },
+    )
+    .await;
+    running.sigterm();
+    assert!(
+        running.wait_for_exit(VOLUME_WAIT).await.success(),
+        "{}",
+        running.stderr()
+    );
+}
+
+/// The example's transforms and `fail_on_sevens`: the example migration, failing on
+/// every record whose `ts_ms` is 3 modulo 7.
+fn unlucky_registry() -> TransformRegistry {
+    let example = flows_demo::registry();
+    let mut registry = flows_demo::registry();
+    registry
+        .register("fail_on_sevens", move |record: &Value| {
+            let ts = record.get("ts_ms").and_then(Value::as_u64).unwrap_or(0);
+            if ts % 7 == 3 {
+                return Err(format!("unlucky record {ts}"));
+            }
+            example
+                .apply(MIGRATION_TRANSFORM, record)
+                .map_err(|e| e.to_string())
+        })
+        .expect("registered");
+    registry
+}
+
+#[tokio::test]
+async fn a_failing_transform_dead_letters_exactly_the_records_it_fails_on() {
+    let flows = FlowsCluster::new("flows-failing").await;
+    let text = flows
+        .manifest()
+        .replace(MIGRATION_TRANSFORM, "fail_on_sevens");
+    let file = flows.write("flows.yaml", &text);
+    let mut config = flows.cluster.config.clone();
+    config.state_dir = flows.cluster.state_dir().to_owned();
+    let app = FlowsApp::new(file.as_str(), unlucky_registry());
+
+    // Before the manifest is applied, the flows do not start, and say why.
+    match app.start(&config).await {
+        Err(error @ FlowsAppError::MissingTopic { .. }) => {
+            let said = error.to_string();
+            // The first topic missing, in model name order.
+            let first = flows.model("ParsedActivity", 1).ingestion_topic();
+            assert!(
+                said.starts_with(&format!("topic {first} (ingestion topic of"))
+                    && said.ends_with(
+                        "does not exist: apply the manifest first (`weir flows apply FILE`)"
+                    ),
+                "{said}"
+            );
+        }
+        other => panic!("expected a missing topic, got {other:?}"),
+    }
+
+    flows.apply(&file, 2).await;
+    let running = app.start(&config).await.expect("flows start");
+    // One record per user, so each user's row is that record's fate.
+    let records: Vec<_> = (0..700).map(|i| flows_demo::record(i, 700)).collect();
+    let source = flows.model("UserActivity", 0);
+    Producer::connect(&config, &source)
+        .await
+        .expect("producer")
+        .send(records.clone())
+        .await
+        .expect("produced");
+
+    let unlucky: BTreeSet<String> = records
+        .iter()
+        .filter(|(_, value)| value["ts_ms"].as_u64().expect("ts") % 7 == 3)
+        .map(|(key, _)| key.clone())
+        .collect();
+    assert_eq!(unlucky.len(), 100);
+    let lucky: Vec<_> = records
+        .into_iter()
+        .filter(|(key, _)| !unlucky.contains(key))
+        .collect();
+    let migrated = flows_demo::transformed(MIGRATION_TRANSFORM, &flows_demo::latest_per_key(lucky))
+        .expect("the example migrates");
+    let target = flows.model("UserActivity", 1);
+    wait_until(Duration::from_secs(120), "the migrated table", || async {
+        table_difference("0.1", &flows.table(&target).await, &migrated)
+    })
+    .await;
+
+    let dead_letters = flows.cluster.ns.topic("dead-letter");
+    let client = flows.cluster.ns.client().await;
+    let partitions = i32::try_from(
+        flows
+            .cluster
+            .ns
+            .admin()
+            .await
+            .describe_topics(std::slice::from_ref(&dead_letters))
+            .await
+            .expect("the dead-letter topic exists")[0]
+            .partitions
+            .len(),
+    )
+    .expect("partitions");
+    let seen = consume_until(
+        &client,
+        &dead_letters,
+        partitions,
+        Duration::from_secs(60),
+        "a dead letter for each unlucky record",
+        |seen| seen.len() >= unlucky.len(),
+    )
+    .await;
+    running.shutdown().await;
+    let mut dead = BTreeSet::new();
+    for record in &seen {
+        let reason = record.header_str(ERROR_HEADER).unwrap_or_default();
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or_default())
+            .expect("the dead letter holds the input record");
+        let ts = value["ts_ms"].as_u64().expect("ts");
+        assert!(
+            reason.contains("flow \"migrate-user-activity\"")
+                && reason.contains(&format!("unlucky record {ts}")),
+            "reason {reason:?} of {value}"
+        );
+        assert_eq!(
+            value,
+            json!({"user_id": record.key_str(), "event": value["event"], "ts_ms": ts})
+        );
+        dead.insert(record.key_str());
+    }
+    assert_eq!(
+        seen.len(),
+        unlucky.len(),
+        "one dead letter per unlucky record"
+    );
+    assert_eq!(dead, unlucky);
+}
