@@ -1,9 +1,10 @@
 //! Ingestion and transforms at volume: 100,000 records over 4 partitions leave each table
 //! with the latest record per key (the migrated table with its transform); a transform
 //! that fails on some records sends exactly those to the dead-letter topic, with the
-//! reason, and the rest through.
+//! reason, and the rest through; records that do not match their model are
+//! dead-lettered at ingestion with theirs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -11,7 +12,8 @@ use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM, Producer};
 use weir_integration::consume_until;
 use weir_processor::flows::app::{FlowsApp, FlowsAppError};
 use weir_processor::flows::transform::TransformRegistry;
-use weir_topology::task::ERROR_HEADER;
+use weir_topology::kafka::Record;
+use weir_topology::task::{ERROR_HEADER, SOURCE_TOPIC_HEADER};
 
 use super::{FlowsCluster, table_difference, wait_until};
 
@@ -81,7 +83,7 @@ fn unlucky_registry() -> TransformRegistry {
 }
 
 #[tokio::test]
-async fn a_failing_transform_dead_letters_exactly_the_records_it_fails_on() {
+async fn a_failing_transform_and_malformed_records_dead_letter_exactly_those_records() {
     let flows = FlowsCluster::new("flows-failing").await;
     let text = flows
         .manifest()
@@ -119,6 +121,36 @@ async fn a_failing_transform_dead_letters_exactly_the_records_it_fails_on() {
         .send(records.clone())
         .await
         .expect("produced");
+    // Records that do not match the model, each dead-lettered at ingestion with its reason.
+    let malformed: [(Option<&str>, &str, &str); 3] = [
+        (Some("bad-json"), "{not json", "not JSON"),
+        (
+            None,
+            r#"{"event":"click"}"#,
+            r#"key field "user_id" is missing"#,
+        ),
+        (
+            Some("bad-type"),
+            r#"{"user_id":"bad-type","event":5}"#,
+            r#"field "event" must be"#,
+        ),
+    ];
+    let client = flows.cluster.ns.client().await;
+    let ingestion = client
+        .partition(&source.ingestion_topic(), 0)
+        .await
+        .expect("ingestion partition");
+    for (key, value, _) in &malformed {
+        ingestion
+            .produce(vec![Record {
+                key: key.map(|k| k.as_bytes().to_vec()),
+                value: Some(value.as_bytes().to_vec()),
+                headers: BTreeMap::new(),
+                timestamp: chrono::Utc::now(),
+            }])
+            .await
+            .expect("malformed record produced");
+    }
 
     let unlucky: BTreeSet<String> = records
         .iter()
@@ -139,7 +171,6 @@ async fn a_failing_transform_dead_letters_exactly_the_records_it_fails_on() {
     .await;
 
     let dead_letters = flows.cluster.ns.topic("dead-letter");
-    let client = flows.cluster.ns.client().await;
     let partitions = i32::try_from(
         flows
             .cluster
@@ -158,13 +189,28 @@ async fn a_failing_transform_dead_letters_exactly_the_records_it_fails_on() {
         &dead_letters,
         partitions,
         Duration::from_secs(60),
-        "a dead letter for each unlucky record",
-        |seen| seen.len() >= unlucky.len(),
+        "a dead letter for each unlucky and each malformed record",
+        |seen| seen.len() >= unlucky.len() + malformed.len(),
     )
     .await;
     running.shutdown().await;
+    assert_eq!(
+        seen.len(),
+        unlucky.len() + malformed.len(),
+        "one dead letter per unlucky or malformed record"
+    );
+    let (at_ingestion, in_flow): (Vec<_>, Vec<_>) = seen.iter().partition(|record| {
+        record.header_str(SOURCE_TOPIC_HEADER) == Some(source.ingestion_topic())
+    });
+    assert_eq!(at_ingestion.len(), malformed.len(), "{at_ingestion:?}");
+    for ((key, value, reason), record) in malformed.iter().zip(&at_ingestion) {
+        assert_eq!(record.key.as_deref(), key.map(str::as_bytes));
+        assert_eq!(record.value.as_deref(), Some(value.as_bytes()));
+        let said = record.header_str(ERROR_HEADER).unwrap_or_default();
+        assert!(said.contains(reason), "{said:?} should say {reason:?}");
+    }
     let mut dead = BTreeSet::new();
-    for record in &seen {
+    for record in in_flow {
         let reason = record.header_str(ERROR_HEADER).unwrap_or_default();
         let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or_default())
             .expect("the dead letter holds the input record");
@@ -180,10 +226,5 @@ async fn a_failing_transform_dead_letters_exactly_the_records_it_fails_on() {
         );
         dead.insert(record.key_str());
     }
-    assert_eq!(
-        seen.len(),
-        unlucky.len(),
-        "one dead letter per unlucky record"
-    );
     assert_eq!(dead, unlucky);
 }
