@@ -2,7 +2,8 @@
 //! with the latest record per key (the migrated table with its transform); a transform
 //! that fails on some records sends exactly those to the dead-letter topic, with the
 //! reason, and the rest through; records that do not match their model are
-//! dead-lettered at ingestion with theirs.
+//! dead-lettered at ingestion with theirs; records produced to a flow's input topic go
+//! through it alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM, Producer};
 use weir_integration::consume_until;
 use weir_processor::flows::app::{FlowsApp, FlowsAppError};
+use weir_processor::flows::naming::FlowTopics;
 use weir_processor::flows::transform::TransformRegistry;
 use weir_topology::kafka::Record;
 use weir_topology::task::{ERROR_HEADER, SOURCE_TOPIC_HEADER};
@@ -227,4 +229,80 @@ async fn a_failing_transform_and_malformed_records_dead_letter_exactly_those_rec
         dead.insert(record.key_str());
     }
     assert_eq!(dead, unlucky);
+}
+
+#[tokio::test]
+async fn a_flow_exercised_alone_writes_its_output_topic_and_leaves_its_source_alone() {
+    let flows = FlowsCluster::new("flows-alone").await;
+    let file = flows.write("flows.yaml", &flows.manifest());
+    flows.apply(&file, 2).await;
+    let mut config = flows.cluster.config.clone();
+    config.state_dir = flows.cluster.state_dir().to_owned();
+    let running = FlowsApp::new(file.as_str(), flows_demo::registry())
+        .start(&config)
+        .await
+        .expect("flows start");
+
+    // Straight to the regular flow's input topic, each on its key's partition.
+    let source = flows.model("UserActivity", 1);
+    let (input, output) = (
+        format!(
+            "{}_0_1_{}_0_1_input",
+            flows.user_activity, flows.parsed_activity
+        ),
+        format!(
+            "{}_0_1_{}_0_1_output",
+            flows.user_activity, flows.parsed_activity
+        ),
+    );
+    let records: Vec<_> = (0..10).map(|i| flows_demo::record_0_1(i, 10)).collect();
+    let client = flows.cluster.ns.client().await;
+    for (key, value) in &records {
+        let partition = weir_processor::topics::partition_for_key(key.as_bytes(), 2);
+        client
+            .partition(&input, partition)
+            .await
+            .expect("input partition")
+            .produce(vec![Record {
+                key: Some(key.as_bytes().to_vec()),
+                value: Some(value.to_string().into_bytes()),
+                headers: BTreeMap::new(),
+                timestamp: chrono::Utc::now(),
+            }])
+            .await
+            .expect("produced to the flow's input");
+    }
+    let seen = consume_until(
+        &client,
+        &output,
+        2,
+        Duration::from_secs(60),
+        "the flow's output",
+        |seen| seen.len() >= records.len(),
+    )
+    .await;
+    let registry = flows_demo::registry();
+    for (key, value) in &records {
+        let out = seen
+            .iter()
+            .find(|r| r.key_str() == *key)
+            .unwrap_or_else(|| panic!("no output for {key}"));
+        assert_eq!(
+            out.partition,
+            weir_processor::topics::partition_for_key(key.as_bytes(), 2),
+            "{key} keeps its partition"
+        );
+        let parsed: Value =
+            serde_json::from_slice(out.value.as_deref().unwrap_or_default()).expect("JSON");
+        assert_eq!(
+            vec![parsed],
+            registry.apply("parse_activity", value).expect("parses")
+        );
+    }
+    assert_eq!(seen.len(), records.len());
+    assert!(
+        flows.table(&source).await.is_empty(),
+        "the source table is not touched"
+    );
+    running.shutdown().await;
 }
