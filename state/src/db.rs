@@ -21,6 +21,18 @@ use crate::{Checkpoint, RecordState, StateError, StateResources};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StoreId(pub(crate) usize);
 
+/// RocksDB's estimates of one store's size ([`TaskDb::store_sizes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSizes {
+    /// `rocksdb.estimate-num-keys`: live keys, memtables included (overwrites and
+    /// deletions not yet compacted make it an overestimate).
+    pub keys: u64,
+    /// `rocksdb.estimate-live-data-size`: bytes of live data in SST files.
+    pub live_data_bytes: u64,
+    /// `rocksdb.cur-size-all-mem-tables`: bytes of the memtables, data not yet flushed.
+    pub memtable_bytes: u64,
+}
+
 /// One task's state: a RocksDB instance with one column family per store, the overlay of
 /// changes made by finished records but not yet committed, and the checkpoint.
 pub struct TaskDb {
@@ -236,9 +248,8 @@ impl TaskDb {
         self.read_live_range(store, &[], None, false)
     }
 
-    /// RocksDB's estimates `(estimate-num-keys, estimate-live-data-size)` for a store,
-    /// not counting the overlay.
-    pub fn store_size_estimates(&self, store: StoreId) -> Result<(u64, u64), StateError> {
+    /// RocksDB's size estimates for a store, not counting the overlay.
+    pub fn store_sizes(&self, store: StoreId) -> Result<StoreSizes, StateError> {
         let cf = self.cf(store)?;
         let property = |name: &'static str| {
             self.db
@@ -251,10 +262,11 @@ impl TaskDb {
                     source,
                 })
         };
-        Ok((
-            property("rocksdb.estimate-num-keys")?,
-            property("rocksdb.estimate-live-data-size")?,
-        ))
+        Ok(StoreSizes {
+            keys: property("rocksdb.estimate-num-keys")?,
+            live_data_bytes: property("rocksdb.estimate-live-data-size")?,
+            memtable_bytes: property("rocksdb.cur-size-all-mem-tables")?,
+        })
     }
 
     /// Live entries of `store` with `lower <= key < upper` (no upper bound if `None`), in key

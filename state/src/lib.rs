@@ -28,7 +28,7 @@ mod test_support;
 
 pub use changes::{Change, ChangeSet};
 pub use checkpoint::Checkpoint;
-pub use db::{StoreId, TaskDb};
+pub use db::{StoreId, StoreSizes, TaskDb};
 pub use error::{KeyDisplay, StateError};
 pub use options::{StateOptions, StateResources};
 pub use record::RecordState;

@@ -1,11 +1,12 @@
 //! The processor's view of its task while it handles one record: typed store access
 //! through the record's change tracking, global stores, forwarding, timers, and the
-//! change set the record has made so far.
+//! change set the record has made so far. [`InitContext`] is its read-only view when
+//! the task opens.
 
 use bytes::Bytes;
 use prost::Message;
 use weir_proto::TimerRecord;
-use weir_state::{ChangeSet, RecordState, StoreId};
+use weir_state::{ChangeSet, RecordState, StoreId, TaskDb};
 
 use crate::global::GlobalStores;
 use crate::processor::{OutputRecord, ProcessingError};
@@ -159,5 +160,50 @@ impl ProcessorContext<'_, '_> {
                     store.name()
                 ))
             })
+    }
+}
+
+/// What a processor may read when its task opens ([`crate::Processor::init`]): its
+/// stores as committed (restored, nothing of a new batch yet), read-only.
+pub struct InitContext<'a> {
+    pub(crate) db: &'a TaskDb,
+    pub(crate) store_ids: &'a [Option<StoreId>],
+    pub(crate) partition: i32,
+}
+
+impl std::fmt::Debug for InitContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitContext")
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InitContext<'_> {
+    /// The partition of the task.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Every entry of a store whose key starts with `prefix`, in key order, with its
+    /// value as stored, so the caller can decode as much of it as it needs (a message
+    /// with a subset of the stored message's fields decodes the same bytes).
+    pub fn scan_prefix_raw<V>(
+        &self,
+        store: &StoreHandle<V>,
+        prefix: &[u8],
+    ) -> Result<Vec<(Bytes, Bytes)>, ProcessingError> {
+        let id = self
+            .store_ids
+            .get(store.index)
+            .copied()
+            .flatten()
+            .ok_or_else(|| {
+                ProcessingError::Fatal(format!(
+                    "store {} is not bound to this processor's sub-topology",
+                    store.name()
+                ))
+            })?;
+        Ok(self.db.scan_prefix_raw(id, prefix)?)
     }
 }

@@ -101,7 +101,7 @@ impl TopologyTestDriver {
                 let timer_store = db
                     .store_id(&sub.timer_store_name())
                     .ok_or_else(|| RuntimeError::Internal("timer store missing".to_owned()))?;
-                let core = TaskCore::new(TaskCoreParts {
+                let mut core = TaskCore::new(TaskCoreParts {
                     partition,
                     db,
                     processor: (sub.factory)(partition),
@@ -112,6 +112,10 @@ impl TopologyTestDriver {
                     timer_topic: Arc::from(sub.sources[0].topic.as_str()),
                     metrics: TaskMetrics::new(&id),
                 });
+                core.init().map_err(|e| RuntimeError::Processing {
+                    task: id.clone(),
+                    reason: e.to_string(),
+                })?;
                 tasks.insert((index, partition), core);
             }
         }

@@ -20,6 +20,7 @@ use weir_state::{Checkpoint, StateResources, StoreId, TaskDb};
 use crate::changelog::{self, BatchAssembler};
 use crate::error::RuntimeError;
 use crate::kafka::{KafkaClient, TopicPartition};
+use crate::metrics::StoreSizeSampler;
 use crate::processor::ProcessingError;
 use crate::state_dir;
 use crate::store::GlobalStoreHandle;
@@ -175,9 +176,17 @@ pub(crate) async fn run_updater(
     let mut assembler = BatchAssembler::default();
     let mut handle: Option<TopicPartition> = None;
     let mut offset = *replica.read_position.borrow();
+    let mut store_sizes = replica
+        .db
+        .read()
+        .ok()
+        .map(|db| StoreSizeSampler::new("global", &db));
     loop {
         if *stop.borrow() {
             return;
+        }
+        if let (Some(sampler), Ok(db)) = (&mut store_sizes, replica.db.read()) {
+            sampler.sample_if_due(&db);
         }
         let partition = match &handle {
             Some(h) => h.clone(),

@@ -30,7 +30,7 @@ pub mod topology;
 pub use assignment::{PartitionAssignor, StaticAssignor};
 pub use changelog::read_committed;
 pub use config::RuntimeConfig;
-pub use context::ProcessorContext;
+pub use context::{InitContext, ProcessorContext};
 pub use driver::TopologyTestDriver;
 pub use error::RuntimeError;
 pub use processor::{InputRecord, OutputRecord, ProcessingError, Processor};

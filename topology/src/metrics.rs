@@ -1,9 +1,12 @@
 //! Every metric the runtime exports, by name, and the per-task handles that record them.
 //! Names follow Prometheus conventions (`weir_*`, `_total` counters, unit suffixes); the
 //! README lists each one. Handles are registered once per task so the hot path does
-//! not hash label sets.
+//! not hash label sets. Store sizes are sampled from RocksDB by [`StoreSizeSampler`].
+
+use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use weir_state::{StoreId, TaskDb};
 
 pub const RECORDS_PROCESSED: &str = "weir_records_processed_total";
 pub const PROCESSING_ERRORS: &str = "weir_processing_errors_total";
@@ -22,6 +25,48 @@ pub const OUTPUT_RECORDS: &str = "weir_output_records_total";
 pub const KAFKA_RETRIES: &str = "weir_kafka_retries_total";
 pub const OUTPUT_PARKED_RECORDS: &str = "weir_output_parked_records";
 pub const OUTPUT_PARKED: &str = "weir_output_parked_total";
+pub const STORE_KEYS: &str = "weir_store_estimated_keys";
+pub const STORE_LIVE_DATA_BYTES: &str = "weir_store_estimated_live_data_bytes";
+pub const STORE_MEMTABLE_BYTES: &str = "weir_store_memtable_bytes";
+
+/// Every metric name above, so dashboards and alert rules can be checked against them.
+pub const ALL: &[&str] = &[
+    RECORDS_PROCESSED,
+    PROCESSING_ERRORS,
+    DEAD_LETTERS,
+    TIMER_DUPLICATES,
+    TIMERS_FIRED,
+    COMMIT_LATENCY,
+    COMMIT_BATCH_RECORDS,
+    RECORDS_LAG,
+    RESTORE_RECORDS,
+    RESTORE_REMAINING,
+    STORE_GETS,
+    STORE_PUTS,
+    STORE_BYTES_WRITTEN,
+    OUTPUT_RECORDS,
+    KAFKA_RETRIES,
+    OUTPUT_PARKED_RECORDS,
+    OUTPUT_PARKED,
+    STORE_KEYS,
+    STORE_LIVE_DATA_BYTES,
+    STORE_MEMTABLE_BYTES,
+];
+
+/// The histograms among them, with the bucket bounds they are exported with (a
+/// histogram is exported as `_bucket`, `_sum` and `_count` series).
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[
+    (
+        COMMIT_LATENCY,
+        &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ],
+    ),
+    (COMMIT_BATCH_RECORDS, &[1.0, 10.0, 100.0, 1_000.0, 10_000.0]),
+];
+
+/// How often a task (or a global replica) reads its stores' size estimates.
+pub const STORE_SIZE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Describes every metric once, so `/metrics` carries help text.
 pub fn describe() {
@@ -56,7 +101,7 @@ pub fn describe() {
     describe_gauge!(
         RECORDS_LAG,
         Unit::Count,
-        "High watermark minus position, per task and source."
+        "High watermark minus position, per task, source topic and partition."
     );
     describe_counter!(RESTORE_RECORDS, "Changelog records restored, per task.");
     describe_gauge!(
@@ -93,6 +138,21 @@ pub fn describe() {
     describe_counter!(
         OUTPUT_PARKED,
         "Output records parked because their topic or partition did not exist, per task and topic."
+    );
+    describe_gauge!(
+        STORE_KEYS,
+        Unit::Count,
+        "RocksDB's estimate of the live keys in a store, per task (or global) and store."
+    );
+    describe_gauge!(
+        STORE_LIVE_DATA_BYTES,
+        Unit::Bytes,
+        "RocksDB's estimate of a store's live data in SST files, per task (or global) and store."
+    );
+    describe_gauge!(
+        STORE_MEMTABLE_BYTES,
+        Unit::Bytes,
+        "Bytes in a store's memtables, not yet flushed to SST files, per task (or global) and store."
     );
 }
 
@@ -140,8 +200,8 @@ impl TaskMetrics {
         }
     }
 
-    pub(crate) fn records_lag(&self, source: &str) -> Gauge {
-        gauge!(RECORDS_LAG, "task" => self.task.clone(), "source" => source.to_owned())
+    pub(crate) fn records_lag(&self, source: &str, partition: i32) -> Gauge {
+        gauge!(RECORDS_LAG, "task" => self.task.clone(), "source" => source.to_owned(), "partition" => partition.to_string())
     }
 
     pub(crate) fn output_records(&self, topic: &str) -> Counter {
@@ -158,5 +218,77 @@ impl TaskMetrics {
 
     pub(crate) fn kafka_retries(&self, operation: &'static str) -> Counter {
         counter!(KAFKA_RETRIES, "task" => self.task.clone(), "operation" => operation)
+    }
+}
+
+/// The size gauges of one store.
+#[derive(Debug)]
+struct StoreSizeGauges {
+    store: StoreId,
+    name: String,
+    keys: Gauge,
+    live_data_bytes: Gauge,
+    memtable_bytes: Gauge,
+}
+
+/// Reads RocksDB's size estimates of every store of a [`TaskDb`] into the
+/// [`STORE_KEYS`], [`STORE_LIVE_DATA_BYTES`] and [`STORE_MEMTABLE_BYTES`] gauges, at most
+/// once per [`STORE_SIZE_INTERVAL`]. A failed read is logged and skipped: sizes are
+/// worth a warning, never a task restart.
+#[derive(Debug)]
+pub(crate) struct StoreSizeSampler {
+    owner: String,
+    stores: Vec<StoreSizeGauges>,
+    last: Option<Instant>,
+}
+
+impl StoreSizeSampler {
+    /// Gauges labelled `task` = `owner` (a task id, or `global`) for every store of `db`.
+    pub(crate) fn new(owner: &str, db: &TaskDb) -> Self {
+        let stores = db
+            .store_names()
+            .into_iter()
+            .filter_map(|name| {
+                let store = db.store_id(name)?;
+                let labels = [("task", owner.to_owned()), ("store", name.to_owned())];
+                Some(StoreSizeGauges {
+                    store,
+                    name: name.to_owned(),
+                    keys: gauge!(STORE_KEYS, &labels),
+                    live_data_bytes: gauge!(STORE_LIVE_DATA_BYTES, &labels),
+                    memtable_bytes: gauge!(STORE_MEMTABLE_BYTES, &labels),
+                })
+            })
+            .collect();
+        Self {
+            owner: owner.to_owned(),
+            stores,
+            last: None,
+        }
+    }
+
+    /// Samples every store when the last sample is older than [`STORE_SIZE_INTERVAL`]
+    /// (or there was none).
+    pub(crate) fn sample_if_due(&mut self, db: &TaskDb) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < STORE_SIZE_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        for store in &self.stores {
+            match db.store_sizes(store.store) {
+                Ok(sizes) => {
+                    store.keys.set(sizes.keys as f64);
+                    store.live_data_bytes.set(sizes.live_data_bytes as f64);
+                    store.memtable_bytes.set(sizes.memtable_bytes as f64);
+                }
+                Err(error) => {
+                    tracing::warn!(task = %self.owner, store = %store.name, %error, "cannot read store size estimates");
+                }
+            }
+        }
     }
 }

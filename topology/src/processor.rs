@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::context::ProcessorContext;
+use crate::context::{InitContext, ProcessorContext};
 
 /// Header on a record that a due timer put back on the task's own input partition.
 pub const TIMER_HEADER: &str = "weir-timer";
@@ -108,6 +108,16 @@ impl From<weir_state::StateError> for ProcessingError {
 
 /// User code that handles the records of one source.
 pub trait Processor: Send + 'static {
+    /// Called once each time the task opens (at start, and again after a restart from
+    /// its last commit), once its state is restored and before its first record: a
+    /// processor that keeps something derived from its stores (a gauge, a cache)
+    /// rebuilds it here. A processor that must undo something when its task closes
+    /// does it in `Drop`. An error is fatal: the task is opened again.
+    fn init(&mut self, ctx: &InitContext<'_>) -> Result<(), ProcessingError> {
+        let _ = ctx;
+        Ok(())
+    }
+
     /// Handles one record: read and write stores, forward records, schedule timers.
     /// Everything it does through `ctx` takes effect only if it returns `Ok`.
     fn process(

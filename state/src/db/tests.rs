@@ -38,9 +38,14 @@ fn committed_state_survives_flush_and_reopen() -> TestResult {
             (1 + encoded("v").len() + 2 + encoded("w").len()) as u64
         );
         assert_eq!(db.pending_len(), 0);
+        // Committed but not flushed: in the memtable, not yet in an SST file.
+        let unflushed = db.store_sizes(a)?;
+        assert_eq!((unflushed.keys, unflushed.live_data_bytes), (1, 0));
+        assert!(unflushed.memtable_bytes > 0, "{unflushed:?}");
         db.flush()?;
-        let (keys, _) = db.store_size_estimates(a)?;
-        assert_eq!(keys, 1);
+        let flushed = db.store_sizes(a)?;
+        assert_eq!(flushed.keys, 1);
+        assert!(flushed.live_data_bytes > 0, "{flushed:?}");
     }
     let (db, a, b) = open(dir.path())?;
     assert_eq!(db.checkpoint()?, Some(checkpoint(10)));

@@ -11,7 +11,7 @@ use prost::Message;
 use weir_proto::TimerRecord;
 use weir_state::{StoreId, TaskDb};
 
-use crate::context::ProcessorContext;
+use crate::context::{InitContext, ProcessorContext};
 use crate::global::GlobalStores;
 use crate::metrics::TaskMetrics;
 use crate::processor::{InputRecord, OutputRecord, ProcessingError, Processor, TIMER_HEADER};
@@ -103,6 +103,17 @@ impl TaskCore {
             metrics: parts.metrics,
             batch: Batch::default(),
         }
+    }
+
+    /// Lets the processor read its restored stores before the first record
+    /// ([`Processor::init`]).
+    pub(crate) fn init(&mut self) -> Result<(), ProcessingError> {
+        let ctx = InitContext {
+            db: &self.db,
+            store_ids: &self.store_ids,
+            partition: self.partition,
+        };
+        self.processor.init(&ctx)
     }
 
     /// Processes one record into the open batch. Only a storage failure is an error;

@@ -16,7 +16,7 @@ use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
 use crate::global::GlobalStores;
 use crate::kafka::{KafkaClient, KafkaError, Record, RecordAndOffset, TopicPartition};
-use crate::metrics::TaskMetrics;
+use crate::metrics::{StoreSizeSampler, TaskMetrics};
 use crate::processor::{InputRecord, ProcessingError};
 use crate::state_dir;
 use crate::task::collector::{Destination, RecordCollector};
@@ -62,6 +62,7 @@ pub(crate) struct StreamTask {
     epoch: u64,
     batch_number: u64,
     stop: tokio::sync::watch::Receiver<bool>,
+    store_sizes: StoreSizeSampler,
 }
 
 impl StreamTask {
@@ -112,7 +113,7 @@ impl StreamTask {
             };
             sources.push(Source {
                 topic: Arc::from(source.topic.as_str()),
-                lag: metrics.records_lag(&source.topic),
+                lag: metrics.records_lag(&source.topic, partition),
                 handle,
                 position,
             });
@@ -128,6 +129,7 @@ impl StreamTask {
             records: restored_records,
             ..
         } = restored;
+        let store_sizes = StoreSizeSampler::new(&id, &db);
         let core = TaskCore::new(TaskCoreParts {
             partition,
             db,
@@ -154,10 +156,13 @@ impl StreamTask {
             epoch,
             batch_number: 0,
             stop,
+            store_sizes,
         };
         if let Some(compensation) = compensation {
             task.repair(compensation).await?;
         }
+        task.core.init().map_err(|error| fatal(&task.id, &error))?;
+        task.store_sizes.sample_if_due(&task.core.db);
         tracing::info!(task = %task.id, epoch, restored_records, "task ready");
         Ok(task)
     }
@@ -205,6 +210,7 @@ impl StreamTask {
                 || Instant::now() >= deadline
             {
                 self.commit().await?;
+                self.store_sizes.sample_if_due(&self.core.db);
                 batch_started = Instant::now();
             }
         }
