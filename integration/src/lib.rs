@@ -11,6 +11,7 @@ pub mod consume;
 pub mod namespace;
 pub mod process;
 pub mod produce;
+pub mod prometheus;
 pub mod proxy;
 
 pub use consume::{ConsumedRecord, consume_until};

@@ -49,6 +49,10 @@ pub struct WeirConfig {
     /// a divisor of `cluster_partitions`, so command partition `p` maps to output
     /// partition `p % output_partitions`.
     pub output_partitions: i32,
+    /// `LHS_METRICS_PORT`: the port of the process's HTTP server (`/metrics`), on every
+    /// interface; `Some(0)` lets the system pick a free one; `None` (unset or empty):
+    /// no HTTP server.
+    pub metrics_port: Option<u16>,
 }
 
 impl WeirConfig {
@@ -149,6 +153,15 @@ impl WeirConfig {
                 });
             }
         };
+        let metrics_port = match lookup("LHS_METRICS_PORT") {
+            None => None,
+            Some(value) if value.trim().is_empty() => None,
+            Some(value) => Some(value.trim().parse::<u16>().map_err(|_| ConfigError {
+                variable: "LHS_METRICS_PORT",
+                expected: "a port number from 0 to 65535 (0: any free port), or empty for no HTTP server",
+                value,
+            })?),
+        };
         Ok(Self {
             bootstrap_servers: string("LHS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             state_dir: PathBuf::from(string(
@@ -164,6 +177,7 @@ impl WeirConfig {
             create_topics,
             cluster_partitions,
             output_partitions,
+            metrics_port,
         })
     }
 
@@ -249,6 +263,7 @@ mod tests {
         assert_eq!(config.commit_interval, Duration::from_millis(100));
         assert_eq!((config.instance_id, config.instance_count), (0, 1));
         assert!(config.create_topics);
+        assert_eq!(config.metrics_port, None);
         Ok(())
     }
 
@@ -294,6 +309,25 @@ mod tests {
             "{refused}"
         );
         assert!(load(&[("LHS_OUTPUT_TOPIC_PARTITIONS", "0")]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_metrics_port_is_off_unless_set_and_zero_picks_one() -> Result<(), ConfigError> {
+        assert_eq!(load(&[("LHS_METRICS_PORT", "")])?.metrics_port, None);
+        assert_eq!(
+            load(&[("LHS_METRICS_PORT", "9464")])?.metrics_port,
+            Some(9464)
+        );
+        assert_eq!(load(&[("LHS_METRICS_PORT", "0")])?.metrics_port, Some(0));
+        let refused = load(&[("LHS_METRICS_PORT", "70000")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.starts_with("LHS_METRICS_PORT must be a port number"),
+            "{refused}"
+        );
         Ok(())
     }
 

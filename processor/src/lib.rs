@@ -5,8 +5,9 @@
 //! client that sends commands and waits for their results ([`client`]), the task
 //! worker library programs use to serve a TaskDef ([`worker`]), metadata spec files
 //! ([`spec_file`]), reading committed runs from outside a server ([`inspect`]), data
-//! models and the flows between them ([`flows`]) and the `weir` command line's building
-//! blocks ([`cli`]). The runtime underneath never learns of any of them.
+//! models and the flows between them ([`flows`]), the `weir` command line's building
+//! blocks ([`cli`]), the metrics it exports ([`metrics`]) and the HTTP server that
+//! serves them ([`http`]). The runtime underneath never learns of any of them.
 
 pub mod builder;
 pub mod cli;
@@ -14,9 +15,11 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod flows;
+pub mod http;
 pub mod inspect;
 pub mod lifecycle;
 pub mod metadata;
+pub mod metrics;
 pub mod output;
 pub mod spec_file;
 pub mod topics;

@@ -18,22 +18,34 @@ use crate::client::{WeirClient, accepted, result_id};
 use crate::config::WeirConfig;
 use crate::spec_file::{SpecKind, SpecRequest};
 use crate::topics::CoreTopics;
-use crate::{core, lifecycle, output};
+use crate::{core, http, lifecycle, metrics, output};
 
-/// Runs the workflow core, and keeps the output topics of enabled tenants in
-/// existence, until SIGTERM or SIGINT, then stops it cleanly. Prints
-/// `weir server running tasks …` once every task has started.
+/// Runs the workflow core, keeps the output topics of enabled tenants in existence and
+/// measures the task queues, until SIGTERM or SIGINT, then stops it cleanly. With
+/// `LHS_METRICS_PORT` set it serves `/metrics` first and prints
+/// `weir server http on {address} (/metrics)`; it prints `weir server running tasks …`
+/// once every task has started.
 pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result<()> {
+    // First, so every metric registered from here on is recorded.
+    let http = http::start(config).await?;
+    if let Some(http) = &http {
+        writeln!(out, "weir server http on {} (/metrics)", http.local_addr())?;
+    }
     let topics = CoreTopics::new(config);
     let (topology, _stores) = core::topology(&topics).context("building the core topology")?;
     let runtime = Runtime::new(topology, config.runtime(), config.assignor()?)?;
     let running = runtime.start().await?;
-    // The output topics of tenants that enable them, now and whenever one does.
-    let (stop_keeper, keeper_stopped) = tokio::sync::watch::channel(false);
-    let keeper = tokio::spawn(output::topic_keeper::run(config.clone(), async move {
-        let mut stopped = keeper_stopped;
-        let _ = stopped.wait_for(|stop| *stop).await;
-    }));
+    // Beside the runtime, until shutdown: the output topics of tenants that enable
+    // them (now and whenever one does), and the depth of the task queues.
+    let (stop_sidecars, sidecars_stopped) = tokio::sync::watch::channel(false);
+    let stopped = || {
+        let mut stopped = sidecars_stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let keeper = tokio::spawn(output::topic_keeper::run(config.clone(), stopped()));
+    let queue_depth = tokio::spawn(metrics::queue_depth::run(config.clone(), stopped()));
     writeln!(
         out,
         "weir server running tasks {}",
@@ -41,9 +53,13 @@ pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result
     )?;
     out.flush()?;
     lifecycle::shutdown_signal().await;
-    let _ = stop_keeper.send(true);
+    let _ = stop_sidecars.send(true);
     let _ = keeper.await;
+    let _ = queue_depth.await;
     running.shutdown().await;
+    if let Some(http) = http {
+        http.shutdown().await;
+    }
     writeln!(out, "weir server stopped")?;
     out.flush()?;
     Ok(())

@@ -241,6 +241,7 @@ pub fn records<S: MetadataSource>(
         .map(|(_, change)| {
             let key = change.wf_run_id();
             let (payload, kind) = change.into_payload();
+            super::count_published(&tenant, kind);
             let record = OutputTopicRecord {
                 timestamp: Some(time),
                 payload: Some(payload),

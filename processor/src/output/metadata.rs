@@ -54,9 +54,10 @@ fn base(
     topics: &CoreTopics,
     tenant: &str,
     key: String,
-    kind: &str,
+    kind: &'static str,
     value: Option<Vec<u8>>,
 ) -> OutputRecord {
+    super::count_published(tenant, kind);
     OutputRecord {
         topic: topics.metadata_output(tenant),
         partition: 0,

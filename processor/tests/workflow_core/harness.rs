@@ -77,6 +77,32 @@ impl Core {
         }
     }
 
+    /// Closes every task and opens it again on its committed state, as a restart does.
+    pub(crate) fn reopen(self) -> Self {
+        let Self {
+            driver,
+            topics,
+            now_ms,
+            next_command,
+            last_sent,
+            _dir,
+            ..
+        } = self;
+        // The tasks' RocksDB must be closed before they are opened again.
+        drop(driver);
+        let (topology, stores) = core::topology(&topics).expect("topology");
+        let driver = TopologyTestDriver::new(topology, CLUSTER, _dir.path()).expect("driver");
+        Self {
+            driver,
+            stores,
+            topics,
+            now_ms,
+            next_command,
+            last_sent,
+            _dir,
+        }
+    }
+
     fn command_id(&mut self) -> String {
         self.next_command += 1;
         format!("cmd-{}", self.next_command)

@@ -3,6 +3,7 @@
 //! delete, input checks, duplicate reports and tenant isolation.
 
 mod harness;
+mod metrics;
 mod output;
 
 use std::collections::BTreeMap;

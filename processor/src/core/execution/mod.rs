@@ -12,6 +12,7 @@ mod events;
 pub(crate) mod interpreter;
 mod lifecycle;
 mod run_context;
+mod run_counts;
 mod start;
 mod tasks;
 mod user_tasks;
@@ -22,13 +23,15 @@ use prost::Message;
 use weir_proto::command::Command as Kind;
 use weir_proto::command_result::Code;
 use weir_proto::{Command, TimerCommand};
-use weir_topology::{InputRecord, ProcessingError, Processor, ProcessorContext};
+use weir_topology::{InitContext, InputRecord, ProcessingError, Processor, ProcessorContext};
 
 use self::interpreter::ActiveRun;
 use self::run_context::RunContext;
+use self::run_counts::RunCounts;
 use super::CoreStores;
 use super::keys;
 use super::results::{self, CommandError};
+use crate::metrics::{CORE_COMMANDS, CORE_COMMANDS_DEFERRED};
 use crate::topics::{CoreTopics, DEFAULT_TENANT, TENANT_HEADER};
 
 /// How often a command naming metadata this task cannot see yet is put off, and for
@@ -36,11 +39,6 @@ use crate::topics::{CoreTopics, DEFAULT_TENANT, TENANT_HEADER};
 /// before every replica can read it; after this the command is refused.
 const MAX_DEFERRALS: i32 = 10;
 const DEFERRAL_MS: i64 = 200;
-
-/// Commands processed, by kind and result code.
-const COMMANDS_METRIC: &str = "weir_core_commands_total";
-/// Commands put off because the metadata they name was not visible yet.
-const DEFERRED_METRIC: &str = "weir_core_commands_deferred_total";
 
 /// Why a handler did not apply its command.
 #[derive(Debug)]
@@ -80,11 +78,17 @@ pub(crate) type Handled = Result<Option<Vec<u8>>, Failure>;
 pub struct CoreProcessor {
     stores: Arc<CoreStores>,
     topics: CoreTopics,
+    /// This partition's runs by tenant and status (the `weir_wf_runs` gauge).
+    run_counts: RunCounts,
 }
 
 impl CoreProcessor {
     pub fn new(stores: Arc<CoreStores>, topics: CoreTopics) -> Self {
-        Self { stores, topics }
+        Self {
+            stores,
+            topics,
+            run_counts: RunCounts::default(),
+        }
     }
 }
 
@@ -98,6 +102,11 @@ struct Envelope {
 }
 
 impl Processor for CoreProcessor {
+    fn init(&mut self, ctx: &InitContext<'_>) -> Result<(), ProcessingError> {
+        self.run_counts = RunCounts::load(ctx, &self.stores.wf_runs)?;
+        Ok(())
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, '_>,
@@ -126,13 +135,14 @@ impl Processor for CoreProcessor {
         let outcome = handle(&mut rc, &envelope.command, record);
         let answer = match outcome {
             Ok(result) => {
-                rc.commit()?;
+                let status_changes = rc.commit()?;
+                self.run_counts.apply(&envelope.tenant, &status_changes);
                 Some(results::ok(&command_id, result))
             }
             Err(Failure::Processing(error)) => return Err(error),
             Err(Failure::NotVisibleYet(error)) if envelope.deferrals < MAX_DEFERRALS => {
                 drop(rc);
-                metrics::counter!(DEFERRED_METRIC, "command" => kind).increment(1);
+                metrics::counter!(CORE_COMMANDS_DEFERRED, "command" => kind).increment(1);
                 let timer = TimerCommand {
                     tenant: envelope.tenant.clone(),
                     command: Some(envelope.command.clone()),
@@ -155,7 +165,7 @@ impl Processor for CoreProcessor {
         };
         if let Some(answer) = answer {
             let code = Code::try_from(answer.code).unwrap_or(Code::Internal);
-            metrics::counter!(COMMANDS_METRIC, "command" => kind, "code" => code.as_str_name())
+            metrics::counter!(CORE_COMMANDS, "command" => kind, "code" => code.as_str_name())
                 .increment(1);
             if !envelope.internal {
                 ctx.forward(results::record(&self.topics, &answer));

@@ -15,6 +15,7 @@ use weir_proto::{
 };
 use weir_topology::{OutputRecord, ProcessingError, ProcessorContext, StoreHandle};
 
+use super::run_counts::StatusChange;
 use crate::core::CoreStores;
 use crate::core::keys;
 use crate::core::metadata_view::{GlobalReplica, MetadataView};
@@ -110,6 +111,29 @@ impl<V: Message + Default + Clone> Buffer<V> {
             }
         }
         Ok(put)
+    }
+}
+
+impl Buffer<WfRun> {
+    /// The status of each run the command wrote, before and after it, where they differ.
+    fn status_changes(
+        &self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        store: &StoreHandle<WfRun>,
+    ) -> Result<Vec<StatusChange>, ProcessingError> {
+        let mut changes = Vec::new();
+        for key in self.written.keys() {
+            let before = ctx.get(store, key)?.map(|run| run.status());
+            let after = self
+                .entries
+                .get(key)
+                .and_then(Option::as_ref)
+                .map(WfRun::status);
+            if before != after {
+                changes.push(StatusChange { before, after });
+            }
+        }
+        Ok(changes)
     }
 }
 
@@ -310,10 +334,11 @@ impl<'c, 'a, 'b> RunContext<'c, 'a, 'b> {
     }
 
     /// Hands every buffered change, task-queue record, output-topic record and timer to
-    /// the processor context.
-    pub(crate) fn commit(self) -> Result<(), ProcessingError> {
+    /// the processor context, and returns the status changes of the runs it wrote.
+    pub(crate) fn commit(self) -> Result<Vec<StatusChange>, ProcessingError> {
         let stores = self.stores;
         let ctx = self.ctx;
+        let status_changes = self.wf_runs.status_changes(ctx, &stores.wf_runs)?;
         let mut changes: Vec<(u64, Change)> = Vec::new();
         macro_rules! flush {
             ($field:ident, $variant:ident) => {
@@ -356,7 +381,7 @@ impl<'c, 'a, 'b> RunContext<'c, 'a, 'b> {
                 timer.command.encode_to_vec(),
             );
         }
-        Ok(())
+        Ok(status_changes)
     }
 
     /// Removes every object of a WfRun from every execution store.

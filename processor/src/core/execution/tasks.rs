@@ -22,9 +22,6 @@ use crate::core::keys;
 use crate::core::results::CommandError;
 use crate::metadata::typing;
 
-/// Reports and claims that arrived for an attempt that was no longer open.
-const IGNORED_METRIC: &str = "weir_core_task_events_ignored_total";
-
 /// Creates the TaskRun of a task node run and queues its first attempt.
 pub(crate) fn start_task_run(
     rc: &mut RunContext<'_, '_, '_>,
@@ -161,7 +158,7 @@ fn load_attempt(
 }
 
 fn ignored(task_run: &TaskRun, attempt: usize, what: &'static str) -> Failure {
-    metrics::counter!(IGNORED_METRIC, "event" => what).increment(1);
+    metrics::counter!(crate::metrics::CORE_TASK_EVENTS_IGNORED, "event" => what).increment(1);
     let status = task_run.attempts[attempt].status();
     let guid = task_run.id.as_ref().map_or("", |id| id.task_guid.as_str());
     Failure::Refused(CommandError::precondition(format!(

@@ -1,0 +1,332 @@
+//! Metrics end to end: two `weir server` instances serve `/metrics` on ports they pick
+//! (`LHS_METRICS_PORT=0`), a real Prometheus (Debian's package) scrapes both every
+//! second with the project's alert rules loaded, and the `orders` workflow runs. Its API
+//! then shows, for each instance, a non-zero processing rate and output-record counters;
+//! the task-queue depth is every dispatched task before workers run and none after; the
+//! output-topic records by type and the WfRuns by status add up to what the orders did;
+//! the alert rules evaluate; and an instance killed and restarted counts its runs again.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use weir_examples::orders::{self, Workers};
+use weir_integration::WeirProcess;
+use weir_integration::prometheus::{Prometheus, Sample, http_get};
+use weir_processor::client::{WeirClient, accepted};
+use weir_processor::topics::{CoreTopics, partition_for_key};
+use weir_proto::metadata_command::Command as Meta;
+use weir_proto::output_topic_config::OutputTopicRecordingLevel;
+use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest, RetryPolicy};
+
+use crate::cluster::{Cluster, START_WAIT, stop_server};
+
+const TENANT: &str = "acme";
+const ORDERS: usize = 40;
+const PARTITIONS: i32 = 4;
+/// Generous: Prometheus scrapes every second, the queue depth is measured every 5 s.
+const WAIT: Duration = Duration::from_secs(120);
+const NO_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 0,
+    initial_backoff_ms: 0,
+    backoff_multiplier: 1.0,
+    max_backoff_ms: 0,
+};
+const HTTP_LINE: &str = "weir server http on ";
+
+/// One `weir server` instance with its own state directory and metrics port.
+struct Instance {
+    server: WeirProcess,
+    /// `127.0.0.1:{port}`: the scrape target, and Prometheus's `instance` label.
+    target: String,
+}
+
+/// Starts instance `id` of two on `port` (0: any) and waits until its tasks run.
+async fn start_instance(cluster: &Cluster, state: &Path, id: u32, port: u16) -> Instance {
+    let mut env = cluster.env().to_vec();
+    for (name, value) in [
+        ("LHS_INSTANCE_ID", id.to_string()),
+        (
+            "LHS_STATE_DIR",
+            state.join(id.to_string()).display().to_string(),
+        ),
+        ("LHS_METRICS_PORT", port.to_string()),
+    ] {
+        env.push((name.to_owned(), value));
+    }
+    let mut server = WeirProcess::start(&format!("metrics-server-{id}"), &["server"], &env);
+    let out = server
+        .wait_for_stdout(START_WAIT, "the server's running line", |out| {
+            out.contains("weir server running tasks ")
+        })
+        .await;
+    let address = out
+        .lines()
+        .find_map(|line| line.strip_prefix(HTTP_LINE))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `{HTTP_LINE}` line in {out:?}"));
+    let port = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port in {address}"));
+    Instance {
+        server,
+        target: format!("127.0.0.1:{port}"),
+    }
+}
+
+/// The value of the one sample in `samples` whose `label` is `value`; 0 when none.
+fn value_where(samples: &[Sample], label: &str, value: &str) -> f64 {
+    samples
+        .iter()
+        .find(|s| s.label(label) == value)
+        .map_or(0.0, |s| s.value)
+}
+
+/// Non-zero for both instances.
+fn both_positive(samples: &[Sample], instances: &[Instance]) -> bool {
+    instances
+        .iter()
+        .all(|i| value_where(samples, "instance", &i.target) > 0.0)
+}
+
+/// The value of `name{labels…}` on a `/metrics` page, when it is there.
+fn scraped_value(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    page.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{'))
+        })
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// Reads `target`'s own `/metrics` until its COMPLETED runs of the tenant are `expected`.
+async fn wait_for_completed_runs(target: &str, expected: usize) {
+    let deadline = Instant::now() + WAIT;
+    let url = format!("http://{target}/metrics");
+    loop {
+        let page = http_get(&url).await.map(|(_, page)| page);
+        let completed = page.as_deref().ok().and_then(|page| {
+            scraped_value(
+                page,
+                "weir_wf_runs",
+                &[("tenant", TENANT), ("status", "COMPLETED")],
+            )
+        });
+        if completed == Some(expected as f64) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{target} counts {completed:?} COMPLETED runs of {TENANT}, not {expected}: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn enable_output(cluster: &Cluster, client: &WeirClient) {
+    let tenant = Meta::PutTenant(PutTenantRequest {
+        id: TENANT.to_owned(),
+        output_topic_config: Some(OutputTopicConfig {
+            default_recording_level: OutputTopicRecordingLevel::AllEntityEvents as i32,
+        }),
+    });
+    accepted(client.send_metadata(TENANT, tenant).await.expect("sent")).expect("tenant");
+    let topics = CoreTopics::new(&cluster.config);
+    let wanted = [
+        topics.execution_output(TENANT),
+        topics.metadata_output(TENANT),
+    ];
+    let admin = cluster.ns.admin().await;
+    let deadline = Instant::now() + WAIT;
+    while !admin
+        .list_topics()
+        .await
+        .expect("listing topics")
+        .iter()
+        .filter(|t| wanted.contains(t))
+        .count()
+        .eq(&wanted.len())
+    {
+        assert!(Instant::now() < deadline, "no output topics {wanted:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prometheus_scrapes_two_servers_running_orders() {
+    let partitions = PARTITIONS.to_string();
+    let cluster = Cluster::with_env(
+        "metrics",
+        &[
+            ("LHS_CLUSTER_PARTITIONS", partitions.as_str()),
+            ("LHS_INSTANCE_COUNT", "2"),
+        ],
+    )
+    .await;
+    let state = tempfile::tempdir().expect("state dir");
+    let mut instances = vec![
+        start_instance(&cluster, state.path(), 0, 0).await,
+        start_instance(&cluster, state.path(), 1, 0).await,
+    ];
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/alerts.yml");
+    let targets: Vec<String> = instances.iter().map(|i| i.target.clone()).collect();
+    let prometheus = Prometheus::start(&targets, &[rules]).await;
+
+    // The orders land on both instances' partitions (instance i owns p % 2 == i).
+    let on_instance = |instance: i32| {
+        (0..ORDERS)
+            .filter(|&n| {
+                partition_for_key(orders::order_id("order", n).as_bytes(), PARTITIONS) % 2
+                    == instance
+            })
+            .count()
+    };
+    assert!(
+        on_instance(0) > 0 && on_instance(1) > 0,
+        "orders on both instances"
+    );
+
+    let client = WeirClient::connect(&cluster.config).await.expect("client");
+    enable_output(&cluster, &client).await;
+    orders::setup(&client, TENANT, &NO_RETRY)
+        .await
+        .expect("metadata");
+    orders::start_orders(&client, TENANT, "order", ORDERS)
+        .await
+        .expect("starting orders");
+
+    // No worker yet: every order's first task waits in the fetch-price queue, each
+    // partition counted by the instance that owns it.
+    let queued = "sum by (task_def) (weir_task_queue_depth{tenant=\"acme\"})";
+    prometheus
+        .wait_for(queued, WAIT, |samples| {
+            value_where(samples, "task_def", "fetch-price") == ORDERS as f64
+        })
+        .await;
+
+    let (shipped, deliveries) = mpsc::unbounded_channel();
+    let workers = Workers::start(&cluster.config, TENANT, Some(shipped))
+        .await
+        .expect("workers");
+    let delivery = tokio::spawn(orders::deliver(
+        client.clone(),
+        TENANT.to_owned(),
+        deliveries,
+    ));
+    let runs = orders::wait_for_orders(&cluster.config, TENANT, "order", ORDERS, WAIT, |_, _| {})
+        .await
+        .expect("waiting for orders");
+    assert!(
+        runs.values().all(|r| r.status() == LhStatus::Completed),
+        "{runs:?}"
+    );
+
+    // The README's processing rate, and the output-record counters, for both instances.
+    prometheus
+        .wait_for(
+            "sum by (instance) (rate(weir_records_processed_total[1m]))",
+            WAIT,
+            |samples| both_positive(samples, &instances),
+        )
+        .await;
+    prometheus
+        .wait_for(
+            "sum by (instance) (weir_output_records_total)",
+            WAIT,
+            |samples| both_positive(samples, &instances),
+        )
+        .await;
+    prometheus
+        .wait_for(
+            "sum by (instance) (weir_output_topic_records_total{tenant=\"acme\"})",
+            WAIT,
+            |samples| both_positive(samples, &instances),
+        )
+        .await;
+    // Per order: wf_run RUNNING and COMPLETED; three tasks scheduled, claimed and
+    // succeeded. Metadata: three TaskDefs, the event def and the WfSpec, put once.
+    let by_type = "sum by (type) (weir_output_topic_records_total{tenant=\"acme\"})";
+    prometheus
+        .wait_for(by_type, WAIT, |samples| {
+            [
+                ("wf_run", 2 * ORDERS),
+                ("task_run", 9 * ORDERS),
+                ("task_def", 3),
+                ("external_event_def", 1),
+                ("wf_spec", 1),
+            ]
+            .iter()
+            .all(|(kind, count)| value_where(samples, "type", kind) == *count as f64)
+        })
+        .await;
+    let by_status = "sum by (status) (weir_wf_runs{tenant=\"acme\"})";
+    prometheus
+        .wait_for(by_status, WAIT, |samples| {
+            value_where(samples, "status", "COMPLETED") == ORDERS as f64
+                && samples
+                    .iter()
+                    .all(|s| s.label("status") == "COMPLETED" || s.value == 0.0)
+        })
+        .await;
+
+    // Workers commit their queue positions as they stop: nothing is left to serve,
+    // in every queue partition of every TaskDef.
+    let stats = workers.stop().await.expect("workers stop");
+    assert!(stats.iter().all(|s| s.failed == 0), "{stats:?}");
+    delivery.abort();
+    prometheus
+        .wait_for("weir_task_queue_depth{tenant=\"acme\"}", WAIT, |samples| {
+            samples.len() == orders::TASK_DEFS.len() * PARTITIONS as usize
+                && samples.iter().all(|s| s.value == 0.0)
+        })
+        .await;
+
+    // The alert rules load and evaluate against the scraped names.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = prometheus.api("rules").await.expect("rules");
+        let rules: Vec<&serde_json::Value> = answer["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+            .collect();
+        let healthy = rules.iter().filter(|rule| rule["health"] == "ok").count();
+        if rules.len() == 3 && healthy == 3 {
+            break;
+        }
+        assert!(rules.iter().all(|rule| rule["health"] != "err"), "{answer}");
+        assert!(Instant::now() < deadline, "rules not evaluated: {answer}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Each instance counts the runs of its own partitions; killed and restarted on the
+    // same port, instance 1 counts them again from its restored stores.
+    wait_for_completed_runs(&instances[0].target, on_instance(0)).await;
+    wait_for_completed_runs(&instances[1].target, on_instance(1)).await;
+    let port: u16 = instances[1]
+        .target
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut killed = instances.pop().expect("instance 1");
+    killed.server.sigkill();
+    let restarted = start_instance(&cluster, state.path(), 1, port).await;
+    assert_eq!(restarted.target, killed.target);
+    wait_for_completed_runs(&restarted.target, on_instance(1)).await;
+
+    drop(prometheus);
+    stop_server(restarted.server).await;
+    for instance in instances {
+        stop_server(instance.server).await;
+    }
+}
