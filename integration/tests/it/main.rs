@@ -10,5 +10,6 @@ mod orders;
 mod output;
 mod parked;
 mod runtime;
+mod scaled;
 mod smoke;
 mod worker;

@@ -46,7 +46,7 @@ const TYPE_HEADER: &str = "weir-type";
 
 /// Creates `tenant` with its output topics at `level`, and waits until the server has
 /// created both topics.
-async fn enable_output(
+pub(crate) async fn enable_output(
     cluster: &Cluster,
     client: &WeirClient,
     tenant: &str,
@@ -94,7 +94,7 @@ async fn wait_for_output_topics(cluster: &Cluster, tenant: &str) {
 /// Puts the orders example's metadata in `tenant`, with `ship-item`'s
 /// `enable_entity_events` set to `ship_item_events` (the example's `setup` with one
 /// override, put from the start so no command can see the TaskDef without it).
-async fn put_orders(client: &WeirClient, tenant: &str, ship_item_events: Option<bool>) {
+pub(crate) async fn put_orders(client: &WeirClient, tenant: &str, ship_item_events: Option<bool>) {
     for mut def in orders::task_defs(&NO_RETRY, 30) {
         if def.name == "ship-item" {
             def.enable_entity_events = ship_item_events;
@@ -126,13 +126,13 @@ fn wf_spec_request(enable_entity_events: Option<bool>) -> Meta {
 }
 
 /// The example's workers and deliveries for `tenant`, running until stopped.
-struct Drive {
+pub(crate) struct Drive {
     workers: Workers,
     delivery: tokio::task::JoinHandle<anyhow::Result<usize>>,
 }
 
 impl Drive {
-    async fn start(cluster: &Cluster, client: &WeirClient, tenant: &str) -> Self {
+    pub(crate) async fn start(cluster: &Cluster, client: &WeirClient, tenant: &str) -> Self {
         let (shipped, deliveries) = mpsc::unbounded_channel();
         let workers = Workers::start(&cluster.config, tenant, Some(shipped))
             .await
@@ -145,7 +145,7 @@ impl Drive {
         Self { workers, delivery }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let stats = self.workers.stop().await.expect("workers stop");
         for stat in stats {
             assert_eq!(stat.failed, 0, "{stat:?}");
@@ -155,7 +155,7 @@ impl Drive {
 }
 
 /// Waits until the committed runs `{prefix}-0..count` of `tenant` are all COMPLETED.
-async fn wait_completed(cluster: &Cluster, tenant: &str, prefix: &str, count: usize) {
+pub(crate) async fn wait_completed(cluster: &Cluster, tenant: &str, prefix: &str, count: usize) {
     let runs = orders::wait_for_orders(&cluster.config, tenant, prefix, count, RUN_WAIT, |_, _| {})
         .await
         .expect("waiting for orders");
@@ -168,7 +168,7 @@ async fn wait_completed(cluster: &Cluster, tenant: &str, prefix: &str, count: us
 
 /// Runs `count` orders `{prefix}-n` in `tenant` to completion with the example's
 /// workers and deliveries.
-async fn run_orders(
+pub(crate) async fn run_orders(
     cluster: &Cluster,
     client: &WeirClient,
     tenant: &str,
@@ -186,7 +186,7 @@ async fn run_orders(
 /// Every record of `topic` (all its partitions) up to each partition's end, by
 /// partition then offset. Called once the runs are committed as finished: the runtime
 /// acknowledges a batch's outputs before it commits its state, so nothing is missing.
-async fn read_to_end(cluster: &Cluster, topic: &str) -> Vec<ConsumedRecord> {
+pub(crate) async fn read_to_end(cluster: &Cluster, topic: &str) -> Vec<ConsumedRecord> {
     let admin = cluster.ns.admin().await;
     let described = admin
         .describe_topics(&[topic.to_owned()])
@@ -226,7 +226,7 @@ async fn read_to_end(cluster: &Cluster, topic: &str) -> Vec<ConsumedRecord> {
 /// The records once each. A record produced twice (a batch redelivered after a crash)
 /// carries the same `weir-id`; every copy must be byte-identical to the first (key,
 /// value and headers) and is dropped. Returns the records and how many copies went.
-fn once_each(records: Vec<ConsumedRecord>) -> (Vec<ConsumedRecord>, usize) {
+pub(crate) fn once_each(records: Vec<ConsumedRecord>) -> (Vec<ConsumedRecord>, usize) {
     let mut first: BTreeMap<String, ConsumedRecord> = BTreeMap::new();
     let mut kept = Vec::new();
     let mut dropped = 0;
@@ -398,7 +398,7 @@ fn expected_order(pre_posted: bool) -> Vec<&'static str> {
 
 /// Checks that the runs `{prefix}-0..count` published exactly [`expected_order`] and
 /// that nothing else is in `records`; returns how many runs saw the event pre-posted.
-fn assert_orders_published(
+pub(crate) fn assert_orders_published(
     records: &[ConsumedRecord],
     tenant: &str,
     prefix: &str,
