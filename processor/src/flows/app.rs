@@ -55,6 +55,9 @@ pub enum FlowsAppError {
     /// The configuration cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `/metrics` cannot be served.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// Where the manifest comes from.
@@ -158,13 +161,20 @@ impl FlowsApp {
     }
 
     /// Runs the flows until `shutdown` completes, printing `weir flows running tasks …`
-    /// to `out` once every task has started, then stops them.
+    /// to `out` once every task has started, then stops them. With `LHS_METRICS_PORT`
+    /// set it serves `/metrics` first ([`crate::http`]) and prints `weir flows http on
+    /// {address} (/metrics)`.
     pub async fn run(
         &self,
         config: &WeirConfig,
         shutdown: impl Future<Output = ()>,
         out: &mut impl Write,
     ) -> Result<(), FlowsAppError> {
+        // First, so every metric registered from here on is recorded.
+        let http = crate::http::start(config).await?;
+        if let Some(http) = &http {
+            let _ = writeln!(out, "weir flows http on {} (/metrics)", http.local_addr());
+        }
         let running = self.start(config).await?;
         // The running line is for people and scripts; a closed stdout does not stop us.
         let _ = writeln!(
@@ -175,6 +185,9 @@ impl FlowsApp {
         let _ = out.flush();
         shutdown.await;
         running.shutdown().await;
+        if let Some(http) = http {
+            http.shutdown().await;
+        }
         let _ = writeln!(out, "weir flows stopped");
         let _ = out.flush();
         Ok(())

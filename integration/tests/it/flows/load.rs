@@ -2,7 +2,7 @@
 //! writing: the old version's table keeps updating during the load, and the new version's
 //! table ends equal to the transform of the old one, key for key; the same with the flows
 //! process SIGKILLed in the middle of the load (it resumes at the same snapshot
-//! positions). A regular flow added with `initial_load: true` over a table nobody writes
+//! positions); the load's progress shows in the process's log and on its `/metrics`. A regular flow added with `initial_load: true` over a table nobody writes
 //! to any more fills its target from history (its partitions start by the start records
 //! the flows send when they start).
 
@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM, Pace, Producer};
+use weir_integration::WeirProcess;
+use weir_integration::prometheus::http_get;
 use weir_processor::cli::flows::load_progress;
 use weir_processor::flows::app::FlowsApp;
 use weir_processor::flows::apply::table_changelog;
@@ -26,11 +28,37 @@ const PARTITIONS: i32 = 4;
 
 /// A slow load: 10 rows a tick, a tick every 100 ms: about 10 s for each partition's
 /// 1,000 rows, long enough to watch ingestion go on (and to kill the process) during it.
-const SLOW_LOAD: [(&str, &str); 3] = [
+const SLOW_LOAD: [(&str, &str); 4] = [
     ("FLOWS_LOAD_CHUNK", "10"),
     ("FLOWS_LOAD_TICK_MS", "100"),
     ("RUST_LOG", "info"),
+    ("LHS_METRICS_PORT", "0"),
 ];
+
+/// The flows process's `/metrics` page.
+async fn metrics_page(flows: &WeirProcess) -> String {
+    let out = flows.stdout();
+    let address = out
+        .lines()
+        .find_map(|line| line.strip_prefix("weir flows http on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no http line in {out:?}"));
+    let port = address.rsplit(':').next().expect("a port");
+    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("GET /metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The value of the sample `name{labels}` (labels as Prometheus prints them) on a
+/// metrics page.
+fn sample(page: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    page.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
 
 const WAIT: Duration = Duration::from_secs(180);
 
