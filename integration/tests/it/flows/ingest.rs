@@ -245,16 +245,11 @@ async fn a_flow_exercised_alone_writes_its_output_topic_and_leaves_its_source_al
 
     // Straight to the regular flow's input topic, each on its key's partition.
     let source = flows.model("UserActivity", 1);
-    let (input, output) = (
-        format!(
-            "{}_0_1_{}_0_1_input",
-            flows.user_activity, flows.parsed_activity
-        ),
-        format!(
-            "{}_0_1_{}_0_1_output",
-            flows.user_activity, flows.parsed_activity
-        ),
-    );
+    let topics = FlowTopics {
+        source: source.clone(),
+        target: flows.model("ParsedActivity", 1),
+    };
+    let (input, output) = (topics.input(), topics.output());
     let records: Vec<_> = (0..10).map(|i| flows_demo::record_0_1(i, 10)).collect();
     let client = flows.cluster.ns.client().await;
     for (key, value) in &records {

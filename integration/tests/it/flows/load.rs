@@ -216,6 +216,29 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
     let expected = flows_demo::latest_per_key(history.into_iter().chain(live));
     let migrated =
         flows_demo::transformed(MIGRATION_TRANSFORM, &expected).expect("the example migrates");
+    // The load reports itself as metrics too: each partition done, and (in a process that
+    // ran the whole load) every row it loaded counted.
+    let page = metrics_page(&running).await;
+    for partition in 0..PARTITIONS {
+        let labels = format!("flow=\"migrate-user-activity\",partition=\"{partition}\"");
+        assert_eq!(
+            sample(&page, "weir_flows_initial_load_done", &labels),
+            Some(1.0),
+            "partition {partition}:\n{page}"
+        );
+    }
+    if !kill {
+        assert_eq!(
+            sample(
+                &page,
+                "weir_flows_initial_load_records_total",
+                "flow=\"migrate-user-activity\""
+            ),
+            Some(loaded as f64),
+            "{page}"
+        );
+    }
+
     wait_until(
         WAIT,
         "0.1 to equal the migration of 0.0, key for key",
