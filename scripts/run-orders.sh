@@ -1,30 +1,49 @@
 #!/usr/bin/env bash
-# `make run`: a `weir server` on the local broker, then the `orders` example against
-# it (metadata, three workers, ORDERS orders, deliveries), then the server stops.
+# `make run`: LHS_INSTANCE_COUNT `weir server` instances (default 1) on the local broker,
+# then the `orders` example against them (metadata, three workers, ORDERS orders,
+# deliveries), then the servers stop. Instance i runs as its own process with
+# LHS_INSTANCE_ID=i, its own state directory and its own log; the instances share the
+# partitions (each takes those whose number modulo the count is its id).
 set -euo pipefail
 
 bin="${CARGO_TARGET_DIR:?}/debug"
 export LHS_KAFKA_BOOTSTRAP_SERVERS="${LHS_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${BROKER_PORT:-9092}}"
 export LHS_CLUSTER_ID="${LHS_CLUSTER_ID:-weir-demo}"
+export LHS_INSTANCE_COUNT="${LHS_INSTANCE_COUNT:-1}"
 run_dir="${WEIR_CACHE_DIR:?}/run"
-export LHS_STATE_DIR="${LHS_STATE_DIR:-$run_dir/state}"
+state_root="${LHS_STATE_DIR:-$run_dir/state}"
 mkdir -p "$run_dir"
-log="$run_dir/server.log"
 
-"$bin/weir" server >"$log" 2>&1 &
-server=$!
-trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+servers=()
+stop_servers() {
+  for pid in "${servers[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${servers[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_servers EXIT
 
-for _ in $(seq 1 600); do
-  grep -q "weir server running" "$log" && break
-  if ! kill -0 "$server" 2>/dev/null; then
-    echo "weir server exited; its log ($log):" >&2
-    cat "$log" >&2
-    exit 1
-  fi
-  sleep 0.1
+for ((id = 0; id < LHS_INSTANCE_COUNT; id++)); do
+  log="$run_dir/server-$id.log"
+  [ "$LHS_INSTANCE_COUNT" -eq 1 ] && log="$run_dir/server.log"
+  state="$state_root"
+  [ "$LHS_INSTANCE_COUNT" -gt 1 ] && state="$state_root/instance-$id"
+  LHS_INSTANCE_ID=$id LHS_STATE_DIR="$state" "$bin/weir" server >"$log" 2>&1 &
+  servers+=($!)
 done
-grep -q "weir server running" "$log" || { echo "weir server did not start within 60 s; see $log" >&2; exit 1; }
-echo "weir server running on $LHS_KAFKA_BOOTSTRAP_SERVERS (cluster $LHS_CLUSTER_ID, log $log)"
+
+for ((id = 0; id < LHS_INSTANCE_COUNT; id++)); do
+  log="$run_dir/server-$id.log"
+  [ "$LHS_INSTANCE_COUNT" -eq 1 ] && log="$run_dir/server.log"
+  for _ in $(seq 1 600); do
+    grep -q "weir server running" "$log" && break
+    if ! kill -0 "${servers[$id]}" 2>/dev/null; then
+      echo "weir server $id exited; its log ($log):" >&2
+      cat "$log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  grep -q "weir server running" "$log" || { echo "weir server $id did not start within 60 s; see $log" >&2; exit 1; }
+  echo "weir server $id/$LHS_INSTANCE_COUNT running on $LHS_KAFKA_BOOTSTRAP_SERVERS (cluster $LHS_CLUSTER_ID, log $log): $(grep -o 'tasks .*' "$log" | head -1 | tr ',' '\n' | grep -c .) tasks"
+done
 
 "$bin/orders" demo "${ORDERS:-100}"
