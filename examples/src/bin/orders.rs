@@ -4,7 +4,10 @@
 //!   workers in this process, starts ORDERS orders, delivers each item once it
 //!   shipped, and prints the orders completing.
 //! - `orders setup`: only puts the metadata.
-//! - `orders workers`: only serves the three tasks, until SIGTERM or SIGINT.
+//! - `orders workers`: serves the three tasks and delivers each shipped item, until
+//!   SIGTERM or SIGINT.
+//! - `orders start [ORDERS]` (default 100): starts ORDERS orders on a cluster whose
+//!   metadata is put and whose workers run elsewhere, and prints them completing.
 //!
 //! Configuration is the usual `LHS_*` variables; `ORDERS_TENANT` picks the tenant
 //! (default `default`).
@@ -49,18 +52,32 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some("workers") => {
-            let workers = Workers::start(&config, &tenant, None).await?;
+            let client = WeirClient::connect(&config).await?;
+            let (workers, delivery) = start_workers(&config, &client, &tenant).await?;
             println!(
-                "serving {} for tenant {tenant}",
+                "serving {} for tenant {tenant}, delivering shipped items",
                 orders::TASK_DEFS.join(", ")
             );
             lifecycle::shutdown_signal().await;
+            delivery.abort();
             for stats in workers.stop().await? {
                 println!("{stats:?}");
             }
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown command {other:?}; use demo, setup or workers"),
+        Some("start") => {
+            let count = match args.next() {
+                Some(n) => n
+                    .parse()
+                    .with_context(|| format!("{n:?} is not a number of orders"))?,
+                None => 100,
+            };
+            let client = WeirClient::connect(&config).await?;
+            run_orders(&config, &client, &tenant, count).await
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use demo, setup, workers or start")
+        }
     }
 }
 
@@ -74,6 +91,24 @@ async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result
         orders::WF_SPEC
     );
 
+    let (workers, delivery) = start_workers(config, &client, tenant).await?;
+    let outcome = run_orders(config, &client, tenant, count).await;
+    for stats in workers.stop().await? {
+        println!(
+            "worker: {} tasks run, {} failed",
+            stats.tasks_run, stats.failed
+        );
+    }
+    delivery.abort();
+    outcome
+}
+
+/// The three workers, and the delivery of each item they ship.
+async fn start_workers(
+    config: &WeirConfig,
+    client: &WeirClient,
+    tenant: &str,
+) -> anyhow::Result<(Workers, tokio::task::JoinHandle<anyhow::Result<usize>>)> {
     let (shipped_tx, shipped_rx) = mpsc::unbounded_channel();
     let workers = Workers::start(config, tenant, Some(shipped_tx)).await?;
     let delivery = tokio::spawn(orders::deliver(
@@ -81,10 +116,20 @@ async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result
         tenant.to_owned(),
         shipped_rx,
     ));
+    Ok((workers, delivery))
+}
 
+/// Starts `count` orders, prints them finishing, and checks that each completed with
+/// the expected variables.
+async fn run_orders(
+    config: &WeirConfig,
+    client: &WeirClient,
+    tenant: &str,
+    count: usize,
+) -> anyhow::Result<()> {
     let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
     let started = Instant::now();
-    orders::start_orders(&client, tenant, &prefix, count).await?;
+    orders::start_orders(client, tenant, &prefix, count).await?;
     println!(
         "started {count} orders ({prefix}-0 .. {prefix}-{})",
         count.saturating_sub(1)
@@ -124,13 +169,6 @@ async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result
         "{completed}/{count} orders COMPLETED in {:.1} s; {right} with the expected variables (order-status COMPLETED)",
         started.elapsed().as_secs_f64()
     );
-    for stats in workers.stop().await? {
-        println!(
-            "worker: {} tasks run, {} failed",
-            stats.tasks_run, stats.failed
-        );
-    }
-    delivery.abort();
     if completed != count || right != count {
         anyhow::bail!("not every order completed as expected");
     }
