@@ -5,9 +5,13 @@
 #     --decode`, and an integration test runs exactly that command.
 #   prometheus: the metrics integration test scrapes two `weir server`s with a real
 #     Prometheus server and checks the alert rules with its `promtool`.
+#   postgresql: the analytics example keeps the seed's `orders` table in PostgreSQL,
+#     and its integration test runs it against a real server (scripts/postgres.sh).
+#   acl: run as root, scripts/postgres.sh lets the `postgres` user (PostgreSQL refuses
+#     to run as root) through the directories above its data directory with setfacl.
 set -euo pipefail
 
-packages=(libclang-dev kcat protobuf-compiler prometheus)
+packages=(libclang-dev kcat protobuf-compiler prometheus postgresql acl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
