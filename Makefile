@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(WEIR_CACHE_DIR)/target
 BROKER_PORT ?= 9092
 export BROKER_PORT
 
-.PHONY: run run-flows roundtrip build test lint unit-and-integration deps broker broker-install broker-stop
+.PHONY: run run-flows run-analytics roundtrip build test lint unit-and-integration deps broker broker-install broker-stop
 
 ## run: start the local broker and a weir server, and run the seed's `orders` workflow
 ## (ORDERS=100 by default) until every order completes
@@ -19,6 +19,12 @@ run: deps broker build
 ## flows in-process, generate UserActivity records and print each table's row count
 run-flows: deps broker build
 	scripts/run-flows.sh
+
+## run-analytics: start the local broker, PostgreSQL and a weir server, run the `orders`
+## workflow (ORDERS=100) with the analytics consumer keeping the seed's `orders` table
+## in PostgreSQL, and print the table's rows by status
+run-analytics: deps broker build
+	scripts/run-analytics.sh
 
 ## roundtrip: send protobuf records through the local broker and read them back
 roundtrip: deps broker build
