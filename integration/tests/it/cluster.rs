@@ -114,8 +114,9 @@ impl Cluster {
     }
 }
 
-/// Stops a server with SIGTERM and checks that it exits cleanly.
-pub(crate) async fn stop_server(mut server: WeirProcess) {
+/// Stops a server (or any weir process) with SIGTERM, checks that it exits cleanly,
+/// and returns it, for its output.
+pub(crate) async fn stop_server(mut server: WeirProcess) -> WeirProcess {
     server.sigterm();
     let status = server.wait_for_exit(START_WAIT).await;
     assert!(
@@ -123,4 +124,5 @@ pub(crate) async fn stop_server(mut server: WeirProcess) {
         "server exit {status}; stderr: {}",
         server.stderr()
     );
+    server
 }

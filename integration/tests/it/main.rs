@@ -1,10 +1,12 @@
 //! All integration tests, in one test binary so the whole run shares one broker.
 
+mod analytics;
 mod cli;
 mod client;
 mod cluster;
 mod flows;
 mod global;
+mod metrics;
 mod offsets;
 mod orders;
 mod output;

@@ -7,7 +7,8 @@
 use weir_examples::flows_demo::{self, Producer};
 use weir_integration::WeirProcess;
 
-use super::{FlowsCluster, START_WAIT as WAIT, table_difference, wait_until};
+use super::{FlowsCluster, START_WAIT as WAIT};
+use crate::cluster::stop_server;
 
 #[tokio::test]
 async fn plan_apply_and_keep_without_data_removal() {
@@ -109,7 +110,7 @@ async fn table_get_and_scan_print_the_committed_rows() {
     let env = flows.cluster.env();
     let file = flows.write("models.yaml", &flows.models_only());
     flows.apply(&file, 2).await;
-    let mut running = flows.start_flows("flows-table", &file, &[]).await;
+    let running = flows.start_flows("flows-table", &file, &[]).await;
 
     let model = flows.model("UserActivity", 0);
     let records: Vec<_> = (0..50).map(|i| flows_demo::record(i, 10)).collect();
@@ -120,12 +121,13 @@ async fn table_get_and_scan_print_the_committed_rows() {
         .send(records)
         .await
         .expect("records produced");
-    wait_until(
-        WAIT,
-        "the table to hold the latest record per user",
-        || async { table_difference("table", &flows.table(&model).await, &expected) },
-    )
-    .await;
+    flows
+        .wait_for_tables(
+            WAIT,
+            "the table to hold the latest record per user",
+            &[(&model, &expected)],
+        )
+        .await;
 
     let name = &flows.user_activity;
     let got = WeirProcess::run_ok(
@@ -182,10 +184,5 @@ async fn table_get_and_scan_print_the_committed_rows() {
         "{}",
         undeclared.stderr()
     );
-    running.sigterm();
-    assert!(
-        running.wait_for_exit(WAIT).await.success(),
-        "{}",
-        running.stderr()
-    );
+    stop_server(running).await;
 }

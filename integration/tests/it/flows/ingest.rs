@@ -17,7 +17,8 @@ use weir_processor::flows::transform::TransformRegistry;
 use weir_topology::kafka::Record;
 use weir_topology::task::{ERROR_HEADER, SOURCE_TOPIC_HEADER};
 
-use super::{FlowsCluster, table_difference, wait_until};
+use super::FlowsCluster;
+use crate::cluster::stop_server;
 
 /// Records of the volume test, and the users they are spread over.
 const RECORDS: u64 = 100_000;
@@ -43,26 +44,16 @@ async fn a_hundred_thousand_records_over_four_partitions_leave_the_latest_per_ke
         producer.send(chunk.to_vec()).await.expect("produced");
     }
 
-    let mut running = flows.start_flows("flows-volume", &file, &[]).await;
+    let running = flows.start_flows("flows-volume", &file, &[]).await;
     let target = flows.model("UserActivity", 1);
-    wait_until(
-        VOLUME_WAIT,
-        "both tables to hold every user's latest record",
-        || async {
-            table_difference("0.0", &flows.table(&source).await, &expected).or(table_difference(
-                "0.1",
-                &flows.table(&target).await,
-                &migrated,
-            ))
-        },
-    )
-    .await;
-    running.sigterm();
-    assert!(
-        running.wait_for_exit(VOLUME_WAIT).await.success(),
-        "{}",
-        running.stderr()
-    );
+    flows
+        .wait_for_tables(
+            VOLUME_WAIT,
+            "both tables to hold every user's latest record",
+            &[(&source, &expected), (&target, &migrated)],
+        )
+        .await;
+    stop_server(running).await;
 }
 
 /// The example's transforms and `fail_on_sevens`: the example migration, failing on
@@ -167,10 +158,13 @@ async fn a_failing_transform_and_malformed_records_dead_letter_exactly_those_rec
     let migrated = flows_demo::transformed(MIGRATION_TRANSFORM, &flows_demo::latest_per_key(lucky))
         .expect("the example migrates");
     let target = flows.model("UserActivity", 1);
-    wait_until(Duration::from_secs(120), "the migrated table", || async {
-        table_difference("0.1", &flows.table(&target).await, &migrated)
-    })
-    .await;
+    flows
+        .wait_for_tables(
+            Duration::from_secs(120),
+            "the migrated table",
+            &[(&target, &migrated)],
+        )
+        .await;
 
     let dead_letters = flows.cluster.ns.topic("dead-letter");
     let partitions = i32::try_from(

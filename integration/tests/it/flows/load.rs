@@ -19,7 +19,8 @@ use weir_processor::flows::app::FlowsApp;
 use weir_processor::flows::apply::table_changelog;
 use weir_proto::InitialLoadProgress;
 
-use super::{FlowsCluster, START_WAIT, table_difference, wait_until};
+use super::{FlowsCluster, wait_until};
+use crate::cluster::stop_server;
 
 /// Users of the load tests, their records before the migration, partitions.
 const USERS: u64 = 4_000;
@@ -95,7 +96,7 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
     let target = flows.model("UserActivity", 1);
 
     // The old world: UserActivity 0.0 alone, its history, and a producer that never stops.
-    let mut running = flows
+    let running = flows
         .start_flows(&format!("{name}-models"), &models, &SLOW_LOAD)
         .await;
     let history: Vec<_> = (0..HISTORY).map(|i| flows_demo::record(i, USERS)).collect();
@@ -126,12 +127,7 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
 
     // The migration is applied and the flows restarted with it, the producer going on.
     flows.apply(&full, PARTITIONS).await;
-    running.sigterm();
-    assert!(
-        running.wait_for_exit(START_WAIT).await.success(),
-        "{}",
-        running.stderr()
-    );
+    stop_server(running).await;
     let mut running = flows
         .start_flows(&format!("{name}-flows"), &full, &SLOW_LOAD)
         .await;
@@ -239,25 +235,14 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
         );
     }
 
-    wait_until(
-        WAIT,
-        "0.1 to equal the migration of 0.0, key for key",
-        || async {
-            table_difference("0.0", &flows.table(&source).await, &expected).or(table_difference(
-                "0.1",
-                &flows.table(&target).await,
-                &migrated,
-            ))
-        },
-    )
-    .await;
-    running.sigterm();
-    assert!(
-        running.wait_for_exit(START_WAIT).await.success(),
-        "{}",
-        running.stderr()
-    );
-    let log = running.stderr();
+    flows
+        .wait_for_tables(
+            WAIT,
+            "0.1 to equal the migration of 0.0, key for key",
+            &[(&source, &expected), (&target, &migrated)],
+        )
+        .await;
+    let log = stop_server(running).await.stderr();
     assert!(log.contains("initial load done"), "{log}");
     if !kill {
         assert!(log.contains("initial load started"), "{log}");
@@ -284,10 +269,9 @@ async fn a_regular_flow_with_initial_load_fills_its_target_from_history() {
         .send(history)
         .await
         .expect("history produced");
-    wait_until(WAIT, "the 0.1 table", || async {
-        table_difference("0.1", &flows.table(&current).await, &table)
-    })
-    .await;
+    flows
+        .wait_for_tables(WAIT, "the 0.1 table", &[(&current, &table)])
+        .await;
     running.shutdown().await;
 
     // The regular flow alone, with an initial load; nobody writes to 0.1 any more.
@@ -306,12 +290,13 @@ async fn a_regular_flow_with_initial_load_fills_its_target_from_history() {
     let app = FlowsApp::new(file.as_str(), flows_demo::registry());
     let running = app.start(&config).await.expect("flows run");
     let expected = flows_demo::transformed("parse_activity", &table).expect("parses");
-    wait_until(
-        WAIT,
-        "ParsedActivity to hold every 0.1 row, parsed",
-        || async { table_difference("ParsedActivity", &flows.table(&parsed).await, &expected) },
-    )
-    .await;
+    flows
+        .wait_for_tables(
+            WAIT,
+            "ParsedActivity to hold every 0.1 row, parsed",
+            &[(&parsed, &expected)],
+        )
+        .await;
     let progress = progress(&flows, &current).await;
     running.shutdown().await;
     assert_eq!(progress.len(), 3, "{progress:?}");

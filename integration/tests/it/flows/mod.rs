@@ -119,6 +119,25 @@ impl FlowsCluster {
         flows
     }
 
+    /// Waits until `model`'s table equals `expected`, for each pair.
+    pub(crate) async fn wait_for_tables(
+        &self,
+        timeout: Duration,
+        what: &str,
+        expected: &[(&ModelVersion, &BTreeMap<String, Value>)],
+    ) {
+        wait_until(timeout, what, || async {
+            for (model, rows) in expected {
+                let table = self.table(model).await;
+                if let Some(difference) = table_difference(&model.to_string(), &table, rows) {
+                    return Some(difference);
+                }
+            }
+            None
+        })
+        .await;
+    }
+
     /// The committed rows of `model`'s table.
     pub(crate) async fn table(&self, model: &ModelVersion) -> BTreeMap<String, Value> {
         flows_demo::table_values(&self.cluster.config, model)
