@@ -154,9 +154,16 @@ impl Drive {
     }
 }
 
-/// Waits until the committed runs `{prefix}-0..count` of `tenant` are all COMPLETED.
-pub(crate) async fn wait_completed(cluster: &Cluster, tenant: &str, prefix: &str, count: usize) {
-    let runs = orders::wait_for_orders(&cluster.config, tenant, prefix, count, RUN_WAIT, |_, _| {})
+/// Waits (at most `timeout`) until the committed runs `{prefix}-0..count` of `tenant`
+/// are all COMPLETED.
+pub(crate) async fn wait_completed(
+    cluster: &Cluster,
+    tenant: &str,
+    prefix: &str,
+    count: usize,
+    timeout: Duration,
+) {
+    let runs = orders::wait_for_orders(&cluster.config, tenant, prefix, count, timeout, |_, _| {})
         .await
         .expect("waiting for orders");
     for n in 0..count {
@@ -179,7 +186,7 @@ pub(crate) async fn run_orders(
     orders::start_orders(client, tenant, prefix, count)
         .await
         .expect("starting orders");
-    wait_completed(cluster, tenant, prefix, count).await;
+    wait_completed(cluster, tenant, prefix, count, RUN_WAIT).await;
     drive.stop().await;
 }
 
@@ -728,7 +735,7 @@ async fn after_a_sigkill_every_record_is_there_and_copies_are_identical() {
         .await
         .expect("join")
         .expect("every order was accepted");
-    wait_completed(&cluster, "acme", "order", count).await;
+    wait_completed(&cluster, "acme", "order", count, RUN_WAIT).await;
     drive.stop().await;
 
     let records = read_to_end(

@@ -5,6 +5,7 @@
 //! every run's records in order, on its partition, none twice.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use weir_examples::orders;
 use weir_integration::WeirProcess;
@@ -119,7 +120,8 @@ async fn three_instances_share_twelve_partitions_and_a_clean_restart_loses_nothi
     assert_eq!(again, before, "instance 1 takes its own tasks back");
     servers.push(restarted);
 
-    wait_completed(&cluster, TENANT, "order", ORDERS).await;
+    // Generous: a thousand orders beside other tests on a shared two-core machine.
+    wait_completed(&cluster, TENANT, "order", ORDERS, Duration::from_secs(600)).await;
     drive.stop().await;
     let topic = CoreTopics::new(&cluster.config).execution_output(TENANT);
     let (records, copies) = once_each(read_to_end(&cluster, &topic).await);
