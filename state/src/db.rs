@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use rocksdb::{
@@ -14,6 +15,7 @@ use rocksdb::{
 use crate::checkpoint::{CHECKPOINT_KEY, META_CF};
 use crate::error::{KeyDisplay, key_string};
 use crate::overlay::{Overlay, merge_live};
+use crate::reader::{self, ReaderSlot, TaskDbReader};
 use crate::{Checkpoint, RecordState, StateError, StateResources};
 
 /// Identifies a store of one [`TaskDb`]: its position in the list given to [`TaskDb::open`].
@@ -36,7 +38,9 @@ pub struct StoreSizes {
 /// One task's state: a RocksDB instance with one column family per store, the overlay of
 /// changes made by finished records but not yet committed, and the checkpoint.
 pub struct TaskDb {
-    db: DB,
+    db: Arc<DB>,
+    /// The same database as [`TaskDbReader`]s see it; emptied when this is dropped.
+    readers: ReaderSlot,
     path: PathBuf,
     stores: Vec<String>,
     pub(crate) overlay: Overlay,
@@ -92,7 +96,9 @@ impl TaskDb {
         })?;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
+        let db = Arc::new(db);
         Ok(Self {
+            readers: Arc::new(RwLock::new(Some(Arc::clone(&db)))),
             db,
             path: path.to_owned(),
             stores: stores.iter().map(|s| (*s).to_owned()).collect(),
@@ -111,6 +117,12 @@ impl TaskDb {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// A handle that reads this database's committed state from any thread, until this
+    /// `TaskDb` is dropped ([`TaskDbReader`]).
+    pub fn reader(&self) -> TaskDbReader {
+        TaskDbReader::new(Arc::clone(&self.readers), &self.path, &self.stores)
     }
 
     /// The directory of this database.
@@ -341,6 +353,14 @@ impl TaskDb {
             key,
             source,
         }
+    }
+}
+
+impl Drop for TaskDb {
+    /// Takes the database away from readers (waiting for their reads in flight), so it
+    /// closes with this `TaskDb` and its directory can be opened again at once.
+    fn drop(&mut self) {
+        reader::close(&self.readers);
     }
 }
 

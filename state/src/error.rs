@@ -86,6 +86,9 @@ pub enum StateError {
         #[source]
         source: rocksdb::Error,
     },
+    /// A reader asked for state after the task closed its database.
+    #[error("state db {} is closed (its task stopped or is reopening)", path.display())]
+    Closed { path: PathBuf },
     /// Deleting a state directory failed.
     #[error("cannot delete state db {}: {source}", path.display())]
     Destroy {

@@ -13,6 +13,9 @@
 //! - [`TaskDb::commit_pending`] writes the overlay and the [`Checkpoint`] (`checkpoint`) in
 //!   one RocksDB write batch once the runtime has the batch's output acknowledged.
 //!
+//! [`TaskDbReader`] (`reader`) reads a `TaskDb`'s committed state from other threads
+//! (queries), without holding the database open once its task closes it.
+//!
 //! Memory is bounded per process by one [`StateResources`] (`options`) shared by every
 //! `TaskDb`; every error is a [`StateError`] (`error`) naming the path, store and key.
 
@@ -22,6 +25,7 @@ mod db;
 mod error;
 mod options;
 mod overlay;
+mod reader;
 mod record;
 #[cfg(test)]
 mod test_support;
@@ -31,4 +35,5 @@ pub use checkpoint::Checkpoint;
 pub use db::{StoreId, StoreSizes, TaskDb};
 pub use error::{KeyDisplay, StateError};
 pub use options::{StateOptions, StateResources};
+pub use reader::TaskDbReader;
 pub use record::RecordState;

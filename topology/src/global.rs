@@ -159,6 +159,11 @@ impl GlobalStores {
 }
 
 impl GlobalReplica {
+    /// A read handle on the replica's committed state (`None` if its lock is poisoned).
+    pub(crate) fn reader(&self) -> Option<weir_state::TaskDbReader> {
+        self.db.read().ok().map(|db| db.reader())
+    }
+
     /// Waits until the replica has read its changelog up to `offset`.
     pub(crate) async fn wait_for(&self, offset: i64) {
         let mut position = self.read_position.subscribe();

@@ -5,7 +5,8 @@
 //! RocksDB and logs every change to its partition of the store's changelog, committing
 //! by the protocol in [`task::stream_task`] so that state is exactly-once and outputs
 //! at-least-once (with a `weir-id` header to drop redeliveries). [`driver`] runs the
-//! same processing without a broker, for unit tests.
+//! same processing without a broker, for unit tests. [`StateReaders`] lets code outside the
+//! data path (queries) read the committed state of the tasks this instance runs.
 //!
 //! This crate knows nothing of workflows, tenants or flows; `weir-processor` builds
 //! those on it.
@@ -20,6 +21,7 @@ pub mod global;
 pub mod kafka;
 pub mod metrics;
 pub mod processor;
+pub mod readers;
 pub mod runtime;
 mod state_dir;
 pub mod store;
@@ -34,6 +36,7 @@ pub use context::{InitContext, ProcessorContext};
 pub use driver::TopologyTestDriver;
 pub use error::RuntimeError;
 pub use processor::{InputRecord, OutputRecord, ProcessingError, Processor};
+pub use readers::StateReaders;
 pub use runtime::{RunningRuntime, Runtime};
 pub use store::{GlobalStoreHandle, StoreHandle};
 pub use topology::{SourceTopic, Topology, TopologyError};

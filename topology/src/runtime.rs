@@ -14,6 +14,7 @@ use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
 use crate::global::{self, GlobalStores};
 use crate::kafka::{KafkaAdmin, KafkaClient, KafkaError, TopicSpec};
+use crate::readers::StateReaders;
 use crate::task::stream_task::StreamTask;
 use crate::topology::Topology;
 
@@ -26,6 +27,7 @@ pub struct Runtime {
     topology: Arc<Topology>,
     config: Arc<RuntimeConfig>,
     assignor: Arc<dyn PartitionAssignor>,
+    readers: StateReaders,
 }
 
 /// A started runtime; stop it with [`RunningRuntime::shutdown`].
@@ -35,6 +37,7 @@ pub struct RunningRuntime {
     tasks: JoinSet<()>,
     /// The tasks this instance runs, `{sub-topology}-{partition}`.
     pub task_ids: Vec<String>,
+    readers: StateReaders,
 }
 
 impl Runtime {
@@ -49,7 +52,14 @@ impl Runtime {
             topology: Arc::new(topology),
             config: Arc::new(config),
             assignor,
+            readers: StateReaders::default(),
         })
+    }
+
+    /// Read handles on the committed state of this instance's tasks and global replicas,
+    /// filled in as they become ready once the runtime is started ([`StateReaders`]).
+    pub fn readers(&self) -> StateReaders {
+        self.readers.clone()
     }
 
     /// The topics the topology needs: sources, one compacted changelog per store
@@ -127,6 +137,11 @@ impl Runtime {
             })
             .collect();
         let globals = GlobalStores::open(&self.config.state_dir, &global_specs, &resources)?;
+        for replica in globals.replicas() {
+            if let Some(reader) = replica.reader() {
+                self.readers.register_global(&replica.name, reader);
+            }
+        }
 
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -153,6 +168,7 @@ impl Runtime {
                     globals: globals.clone(),
                     resources: Arc::clone(&resources),
                     stop: stop_rx.clone(),
+                    readers: self.readers.clone(),
                 }));
             }
         }
@@ -161,11 +177,17 @@ impl Runtime {
             stop,
             tasks,
             task_ids,
+            readers: self.readers,
         })
     }
 }
 
 impl RunningRuntime {
+    /// Read handles on the committed state of this instance's tasks and global replicas.
+    pub fn readers(&self) -> StateReaders {
+        self.readers.clone()
+    }
+
     /// Asks every task to finish its batch, commit and flush, and waits for them.
     pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
@@ -183,6 +205,7 @@ struct TaskSpawn {
     globals: GlobalStores,
     resources: Arc<StateResources>,
     stop: watch::Receiver<bool>,
+    readers: StateReaders,
 }
 
 /// Runs one task, opening it again from its last commit whenever it fails.
@@ -205,7 +228,15 @@ async fn supervise(spawn: TaskSpawn) {
         )
         .await;
         let result = match opened {
-            Ok(task) => task.run().await,
+            Ok(task) => {
+                // Readable from its restored state on, until it closes.
+                spawn
+                    .readers
+                    .register_task(&sub.name, spawn.partition, task.reader());
+                let result = task.run().await;
+                spawn.readers.deregister_task(&sub.name, spawn.partition);
+                result
+            }
             Err(error) => Err(error),
         };
         match result {

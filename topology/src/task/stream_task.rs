@@ -167,6 +167,11 @@ impl StreamTask {
         Ok(task)
     }
 
+    /// A read handle on the task's committed state, valid until the task closes.
+    pub(crate) fn reader(&self) -> weir_state::TaskDbReader {
+        self.core.db.reader()
+    }
+
     /// Processes until asked to stop, then commits what is in flight and flushes, so
     /// the next start replays nothing.
     pub(crate) async fn run(mut self) -> Result<(), RuntimeError> {
