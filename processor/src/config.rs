@@ -53,6 +53,10 @@ pub struct WeirConfig {
     /// interface; `Some(0)` lets the system pick a free one; `None` (unset or empty):
     /// no HTTP server.
     pub metrics_port: Option<u16>,
+    /// `LHS_ADVERTISED_HTTP`: the base URL other instances send query clients to for the
+    /// partitions this one owns (`{port}` in it stands for the bound port); `None`:
+    /// `http://{hostname}:{bound port}`.
+    pub advertised_http: Option<String>,
 }
 
 impl WeirConfig {
@@ -162,6 +166,24 @@ impl WeirConfig {
                 value,
             })?),
         };
+        let advertised_http = match lookup("LHS_ADVERTISED_HTTP") {
+            None => None,
+            Some(value) if value.trim().is_empty() => None,
+            Some(value) => {
+                let url = value.trim().trim_end_matches('/').to_owned();
+                let host = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"));
+                if host.is_none_or(|host| host.is_empty() || host.contains('/')) {
+                    return Err(ConfigError {
+                        variable: "LHS_ADVERTISED_HTTP",
+                        expected: "an http:// or https:// base URL without a path, such as http://weir-1:9100",
+                        value,
+                    });
+                }
+                Some(url)
+            }
+        };
         Ok(Self {
             bootstrap_servers: string("LHS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             state_dir: PathBuf::from(string(
@@ -178,6 +200,7 @@ impl WeirConfig {
             cluster_partitions,
             output_partitions,
             metrics_port,
+            advertised_http,
         })
     }
 
@@ -211,10 +234,30 @@ impl WeirConfig {
             })
     }
 
+    /// The base URL this instance advertises for queries once its HTTP server listens on
+    /// `port`: `LHS_ADVERTISED_HTTP` with `{port}` replaced, else
+    /// `http://{hostname}:{port}`.
+    pub fn advertised_http(&self, port: u16) -> String {
+        match &self.advertised_http {
+            Some(url) => url.replace("{port}", &port.to_string()),
+            None => format!("http://{}:{port}", hostname()),
+        }
+    }
+
     /// The full name of one of this cluster's topics: `{LHS_CLUSTER_ID}_{suffix}`.
     pub fn topic(&self, suffix: &str) -> String {
         format!("{}_{suffix}", self.cluster_id)
     }
+}
+
+/// This machine's host name (the kernel's, else `HOSTNAME`), or `localhost`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn parse<T>(
@@ -328,6 +371,23 @@ mod tests {
             refused.starts_with("LHS_METRICS_PORT must be a port number"),
             "{refused}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_advertised_url_fills_in_the_bound_port() -> Result<(), ConfigError> {
+        let set = load(&[("LHS_ADVERTISED_HTTP", "http://weir-1:9100/")])?;
+        assert_eq!(set.advertised_http(9100), "http://weir-1:9100");
+        let templated = load(&[("LHS_ADVERTISED_HTTP", "http://127.0.0.1:{port}")])?;
+        assert_eq!(templated.advertised_http(40123), "http://127.0.0.1:40123");
+        let default = load(&[])?.advertised_http(9464);
+        assert!(
+            default.starts_with("http://") && default.ends_with(":9464"),
+            "{default}"
+        );
+        for bad in ["weir-1:9100", "http://", "http://host/path"] {
+            assert!(load(&[("LHS_ADVERTISED_HTTP", bad)]).is_err(), "{bad}");
+        }
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! The HTTP side of a weir process: one axum [`Router`] served on `LHS_METRICS_PORT`,
 //! whose first route is `GET /metrics` (the Prometheus text format, rendered from the
-//! process-wide recorder [`install_recorder`] installs); other read-only routes are
-//! merged into the same router, on the same port.
+//! process-wide recorder [`install_recorder`] installs); other read-only routes (the
+//! queries of `weir server`, [`crate::query`]) are merged into the same router, on the
+//! same port ([`start_with`]).
 //!
 //! `weir server` calls [`start`]; so can any other weir program (a flows app, a worker
 //! process). Call it before anything registers a metric: a handle taken while no
@@ -89,11 +90,22 @@ pub fn router(handle: PrometheusHandle) -> Router {
 
 /// Serves `/metrics` on `LHS_METRICS_PORT` when it is set (`None` when it is not).
 pub async fn start(config: &WeirConfig) -> Result<Option<HttpServer>, HttpError> {
+    start_with(config, Router::new()).await
+}
+
+/// Serves `/metrics` and `routes` on `LHS_METRICS_PORT` when it is set (`None` when it
+/// is not).
+pub async fn start_with(
+    config: &WeirConfig,
+    routes: Router,
+) -> Result<Option<HttpServer>, HttpError> {
     let Some(port) = config.metrics_port else {
         return Ok(None);
     };
     let handle = install_recorder()?;
-    HttpServer::serve(port, router(handle)).await.map(Some)
+    HttpServer::serve(port, router(handle).merge(routes))
+        .await
+        .map(Some)
 }
 
 /// A router being served on every interface; stopped by [`HttpServer::shutdown`] or
@@ -123,7 +135,7 @@ impl HttpServer {
                 tracing::error!(%error, "the HTTP server stopped");
             }
         });
-        tracing::info!(%address, "serving HTTP (/metrics)");
+        tracing::info!(%address, "serving HTTP");
         Ok(Self {
             address,
             stop: Some(stop),

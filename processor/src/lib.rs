@@ -6,8 +6,9 @@
 //! worker library programs use to serve a TaskDef ([`worker`]), metadata spec files
 //! ([`spec_file`]), reading committed runs from outside a server ([`inspect`]), data
 //! models and the flows between them ([`flows`]), the `weir` command line's building
-//! blocks ([`cli`]), the metrics it exports ([`metrics`]) and the HTTP server that
-//! serves them ([`http`]). The runtime underneath never learns of any of them.
+//! blocks ([`cli`]), the metrics it exports ([`metrics`]), the HTTP server that
+//! serves them ([`http`]) and the read-only queries it also serves ([`query`]). The
+//! runtime underneath never learns of any of them.
 
 pub mod builder;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod lifecycle;
 pub mod metadata;
 pub mod metrics;
 pub mod output;
+pub mod query;
 pub mod spec_file;
 pub mod topics;
 pub mod worker;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use weir_processor::cli::commands::{self, RunArgs, WfRunAction, parse_var};
+use weir_processor::cli::get::GetTarget;
 use weir_processor::cli::output::OutputTopic;
 use weir_processor::client::WeirClient;
 use weir_processor::config::WeirConfig;
@@ -110,6 +111,134 @@ enum Command {
         #[command(flatten)]
         tenant: Tenant,
     },
+    /// Read a WfRun, its objects or a definition from any instance's HTTP queries.
+    #[command(subcommand)]
+    Get(GetCommand),
+}
+
+#[derive(Debug, ClapArgs)]
+struct GetOptions {
+    /// The tenant the object belongs to.
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    tenant: String,
+    /// Base URL of any instance's HTTP server [default: http://127.0.0.1:{LHS_METRICS_PORT
+    /// or 9100}].
+    #[arg(long, env = "LHS_QUERY_URL")]
+    url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum GetCommand {
+    /// The tenant itself.
+    Tenant(GetOptions),
+    /// A WfRun.
+    WfRun {
+        id: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A WfRun's TaskRuns.
+    TaskRuns {
+        id: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A WfRun's variables, every thread's.
+    Variables {
+        id: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// The external events posted to a WfRun.
+    ExternalEvents {
+        id: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A WfRun's UserTaskRuns.
+    UserTaskRuns {
+        id: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A WfRun's NodeRuns.
+    NodeRuns {
+        id: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A WfSpec: the latest version, or the given one.
+    WfSpec {
+        name: String,
+        /// Major version; its latest revision unless --revision is given.
+        #[arg(long)]
+        major: Option<i32>,
+        /// Revision of the major version.
+        #[arg(long, requires = "major")]
+        revision: Option<i32>,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A TaskDef.
+    TaskDef {
+        name: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// An ExternalEventDef.
+    ExternalEventDef {
+        name: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A WorkflowEventDef.
+    WorkflowEventDef {
+        name: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+    /// A UserTaskDef.
+    UserTaskDef {
+        name: String,
+        #[command(flatten)]
+        options: GetOptions,
+    },
+}
+
+impl GetCommand {
+    /// What to read, and the options it came with.
+    fn into_target(self) -> (GetTarget, GetOptions) {
+        match self {
+            Self::Tenant(options) => (GetTarget::Tenant, options),
+            Self::WfRun { id, options } => (GetTarget::WfRun(id), options),
+            Self::TaskRuns { id, options } => (GetTarget::TaskRuns(id), options),
+            Self::Variables { id, options } => (GetTarget::Variables(id), options),
+            Self::ExternalEvents { id, options } => (GetTarget::ExternalEvents(id), options),
+            Self::UserTaskRuns { id, options } => (GetTarget::UserTaskRuns(id), options),
+            Self::NodeRuns { id, options } => (GetTarget::NodeRuns(id), options),
+            Self::WfSpec {
+                name,
+                major,
+                revision,
+                options,
+            } => (
+                GetTarget::WfSpec {
+                    name,
+                    major,
+                    revision,
+                },
+                options,
+            ),
+            Self::TaskDef { name, options } => (GetTarget::TaskDef(name), options),
+            Self::ExternalEventDef { name, options } => {
+                (GetTarget::ExternalEventDef(name), options)
+            }
+            Self::WorkflowEventDef { name, options } => {
+                (GetTarget::WorkflowEventDef(name), options)
+            }
+            Self::UserTaskDef { name, options } => (GetTarget::UserTaskDef(name), options),
+        }
+    }
 }
 
 #[derive(Debug, ClapArgs)]
@@ -407,6 +536,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 &mut out,
             )
             .await
+        }
+        Command::Get(command) => {
+            let (target, options) = command.into_target();
+            let url = options
+                .url
+                .unwrap_or_else(|| cli::get::default_url(&config));
+            cli::get::get(&url, &options.tenant, &target, timeout, &mut out).await
         }
         Command::Topics(TopicsCommand::List { all }) => {
             let prefix = format!("{}_", config.cluster_id);

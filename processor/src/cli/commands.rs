@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
 use weir_proto::variable_value::Value;
@@ -16,24 +17,40 @@ use weir_topology::Runtime;
 
 use crate::client::{WeirClient, accepted, result_id};
 use crate::config::WeirConfig;
+use crate::query::{self, instances::InstanceDirectory};
 use crate::spec_file::{SpecKind, SpecRequest};
 use crate::topics::CoreTopics;
 use crate::{core, http, lifecycle, metrics, output};
 
 /// Runs the workflow core, keeps the output topics of enabled tenants in existence and
 /// measures the task queues, until SIGTERM or SIGINT, then stops it cleanly. With
-/// `LHS_METRICS_PORT` set it serves `/metrics` first and prints
-/// `weir server http on {address} (/metrics)`; it prints `weir server running tasks …`
-/// once every task has started.
+/// `LHS_METRICS_PORT` set it serves `/metrics` and the read-only queries ([`query`])
+/// first, advertises its query address in `{LHS_CLUSTER_ID}_instances`, and prints
+/// `weir server http on {address} (/metrics)` and `weir server queries at {url}`; it
+/// prints `weir server running tasks …` once every task has started.
 pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result<()> {
     // First, so every metric registered from here on is recorded.
-    let http = http::start(config).await?;
-    if let Some(http) = &http {
-        writeln!(out, "weir server http on {} (/metrics)", http.local_addr())?;
+    if config.metrics_port.is_some() {
+        http::install_recorder()?;
     }
     let topics = CoreTopics::new(config);
     let (topology, _stores) = core::topology(&topics).context("building the core topology")?;
     let runtime = Runtime::new(topology, config.runtime(), config.assignor()?)?;
+    let http = match config.metrics_port {
+        None => None,
+        Some(_) => {
+            let directory = Arc::new(InstanceDirectory::connect(config).await?);
+            let queries = query::Queries::new(config, runtime.readers(), Arc::clone(&directory));
+            let http = http::start_with(config, query::router(Arc::new(queries))).await?;
+            if let Some(http) = &http {
+                let url = config.advertised_http(http.local_addr().port());
+                directory.advertise(config.instance_id, &url).await?;
+                writeln!(out, "weir server http on {} (/metrics)", http.local_addr())?;
+                writeln!(out, "weir server queries at {url}")?;
+            }
+            http
+        }
+    };
     let running = runtime.start().await?;
     // Beside the runtime, until shutdown: the output topics of tenants that enable
     // them (now and whenever one does), and the depth of the task queues.

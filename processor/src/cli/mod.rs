@@ -3,5 +3,6 @@
 
 pub mod commands;
 pub mod flows;
+pub mod get;
 pub mod output;
 pub mod topics;
