@@ -22,12 +22,12 @@ use crate::spec_file::{SpecKind, SpecRequest};
 use crate::topics::CoreTopics;
 use crate::{core, http, lifecycle, metrics, output};
 
-/// Runs the workflow core, keeps the output topics of enabled tenants in existence and
-/// measures the task queues, until SIGTERM or SIGINT, then stops it cleanly. With
-/// `LHS_METRICS_PORT` set it serves `/metrics` and the read-only queries ([`query`])
-/// first, advertises its query address in `{LHS_CLUSTER_ID}_instances`, and prints
-/// `weir server http on {address} (/metrics)` and `weir server queries at {url}`; it
-/// prints `weir server running tasks …` once every task has started.
+/// Runs the workflow core and keeps the output topics of enabled tenants in existence,
+/// until SIGTERM or SIGINT, then stops it cleanly. With `LHS_METRICS_PORT` set it serves
+/// `/metrics` and the read-only queries ([`query`]) first, advertises its query address
+/// in `{LHS_CLUSTER_ID}_instances`, prints `weir server http on {address} (/metrics)` and
+/// `weir server queries at {url}`, and measures the task queues; it prints
+/// `weir server running tasks …` once every task has started.
 pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result<()> {
     // First, so every metric registered from here on is recorded.
     if config.metrics_port.is_some() {
@@ -53,7 +53,8 @@ pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result
     };
     let running = runtime.start().await?;
     // Beside the runtime, until shutdown: the output topics of tenants that enable
-    // them (now and whenever one does), and the depth of the task queues.
+    // them (now and whenever one does), and, when metrics are served, the depth of the
+    // task queues.
     let (stop_sidecars, sidecars_stopped) = tokio::sync::watch::channel(false);
     let stopped = || {
         let mut stopped = sidecars_stopped.clone();
@@ -62,7 +63,9 @@ pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result
         }
     };
     let keeper = tokio::spawn(output::topic_keeper::run(config.clone(), stopped()));
-    let queue_depth = tokio::spawn(metrics::queue_depth::run(config.clone(), stopped()));
+    let queue_depth = http
+        .is_some()
+        .then(|| tokio::spawn(metrics::queue_depth::run(config.clone(), stopped())));
     writeln!(
         out,
         "weir server running tasks {}",
@@ -72,7 +75,9 @@ pub async fn server(config: &WeirConfig, out: &mut impl Write) -> anyhow::Result
     lifecycle::shutdown_signal().await;
     let _ = stop_sidecars.send(true);
     let _ = keeper.await;
-    let _ = queue_depth.await;
+    if let Some(queue_depth) = queue_depth {
+        let _ = queue_depth.await;
+    }
     running.shutdown().await;
     if let Some(http) = http {
         http.shutdown().await;

@@ -1,4 +1,5 @@
-//! The depth of the task queues, measured by `weir server` beside its runtime: every
+//! The depth of the task queues, measured by `weir server` beside its runtime when it
+//! serves metrics (`LHS_METRICS_PORT`; without a recorder there is no one to tell): every
 //! [`INTERVAL`], for each TaskDef of each tenant (read from the committed metadata) and
 //! each queue partition whose `core-cmd` partition this instance owns, the records
 //! after the worker group's committed offset, as [`TASK_QUEUE_DEPTH`].
@@ -6,10 +7,10 @@
 //! That is the queue's end minus the position the workers committed (or minus the log
 //! start when they committed none, or their offset fell out of retention): tasks
 //! dispatched and not yet reported, claimed-and-running ones included, and records of
-//! attempts no longer open until a worker skips past them. Workers commit every few
-//! seconds and on shutdown, so the depth trails reality by that much. The instances
-//! share the work as they share the partitions: summed over instances, it is each
-//! queue's depth once.
+//! attempts no longer open until a worker skips past them. Workers commit their
+//! position every 200 ms by default and on shutdown, so the depth trails reality by
+//! that and by the interval. The instances share the work as they share the partitions:
+//! summed over instances, it is each queue's depth once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
