@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(WEIR_CACHE_DIR)/target
 BROKER_PORT ?= 9092
 export BROKER_PORT
 
-.PHONY: run run-flows run-analytics roundtrip build test lint unit-and-integration deps broker broker-install broker-stop
+.PHONY: run run-flows run-analytics roundtrip bench build test lint unit-and-integration deps broker broker-install broker-stop
 
 ## run: start the local broker and a weir server, and run the seed's `orders` workflow
 ## (ORDERS=100 by default) until every order completes
@@ -29,6 +29,13 @@ run-analytics: deps broker build
 ## roundtrip: send protobuf records through the local broker and read them back
 roundtrip: deps broker build
 	LHS_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BROKER_PORT) $(CARGO_TARGET_DIR)/debug/roundtrip
+
+## bench: start the local broker and measure weir against it (raw-copy, keyed-count,
+## latency, peak RSS): one table printed, the same as JSON in $(WEIR_CACHE_DIR)/bench-results.json.
+## QUICK=1 runs a smaller version (about a minute). Runs the debug build: a release build
+## compiles RocksDB's C++ again (about 20 minutes on 2 cores).
+bench: deps broker build
+	QUICK=$(QUICK) LHS_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BROKER_PORT) $(CARGO_TARGET_DIR)/debug/bench
 
 ## build: everything, with the one target selection every command here uses
 build:

@@ -3,6 +3,7 @@
 //! tests and benchmarks) share live in the modules here.
 
 pub mod analytics;
+pub mod bench;
 pub mod flows_demo;
 pub mod keyed_count;
 pub mod orders;

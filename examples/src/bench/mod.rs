@@ -1,0 +1,304 @@
+//! `make bench`: weir's speed, cost and scale measured in one run against a broker, each
+//! figure next to the limit it should approach. Every comparison is a ratio of two
+//! figures taken in the same run; nothing here is asserted by a test.
+//!
+//! The workloads share one input (`records` records of 100 bytes over four partitions,
+//! 100,000 distinct keys): `raw_copy` copies it with the bare Kafka client (the ceiling
+//! for anything that reads once and writes once), `keyed_count` runs the keyed-count
+//! processor on it as a child process with the full commit protocol, `latency` feeds
+//! that processor at half its measured rate and times each record to its output, and
+//! `memory` reads the processor's peak RSS. `report` turns the figures into the table
+//! and the JSON. The orders and restore workloads of issue 8 are rows marked "not
+//! measured yet".
+
+pub mod keyed_count;
+pub mod latency;
+pub mod memory;
+pub mod raw_copy;
+pub mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaConfig, Record, TopicSpec};
+
+use report::{Report, Row, Target};
+
+/// Bytes of key plus value in every input record.
+pub const RECORD_BYTES: usize = 100;
+/// Input partitions of every workload.
+pub const PARTITIONS: i32 = 4;
+/// Distinct keys of the keyed-count input.
+pub const KEYS: u64 = 100_000;
+/// Records in one produce request.
+const PRODUCE_BATCH: usize = 2_000;
+
+/// How one run is set up.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub kafka: KafkaConfig,
+    /// Prefix of this run's topics (`bench-{millis}`), deleted at the end.
+    pub cluster_id: String,
+    /// Input records of the throughput workloads.
+    pub records: u64,
+    /// How long the latency workload produces at half the measured rate.
+    pub latency_duration: Duration,
+    /// Where the processor keeps its state and log (emptied first).
+    pub work_dir: PathBuf,
+    /// The `keyed-count` binary of the same build as this one.
+    pub processor_binary: PathBuf,
+    /// `debug` or `release`.
+    pub profile: String,
+    pub quick: bool,
+}
+
+/// The key of input record `i`: `key-000000` to `key-099999`, 10 bytes.
+pub fn key_of(i: u64) -> String {
+    format!("key-{:06}", i % KEYS)
+}
+
+/// The partition of input record `i`: its key's number modulo the partition count, so a
+/// key always lands on the same partition (and the same keyed-count task).
+pub fn partition_of(i: u64) -> i32 {
+    let partition = (i % KEYS) % u64::from(PARTITIONS.unsigned_abs());
+    i32::try_from(partition).unwrap_or(0)
+}
+
+/// Input record `i`: its key, and the increment `1` padded with spaces (which the
+/// keyed-count processor trims) to [`RECORD_BYTES`] in all.
+pub fn input_record(i: u64, timestamp: chrono::DateTime<chrono::Utc>) -> Record {
+    let key = key_of(i);
+    let value = format!("{:<width$}", 1, width = RECORD_BYTES - key.len());
+    Record {
+        key: Some(key.into_bytes()),
+        value: Some(value.into_bytes()),
+        headers: Default::default(),
+        timestamp,
+    }
+}
+
+/// `{cluster}_count-input`, the keyed-count processor's input and raw-copy's source.
+pub fn input_topic(config: &BenchConfig) -> String {
+    crate::keyed_count::input_topic(&config.cluster_id)
+}
+
+/// Records per second.
+pub fn rate(records: u64, elapsed: Duration) -> f64 {
+    // Record counts stay far below 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    let records = records as f64;
+    records / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+/// Produces input records `range` to their partitions (each partition's records in
+/// order, the partitions at once), returning once the broker acknowledged them all.
+pub async fn produce_input(
+    client: &KafkaClient,
+    topic: &str,
+    range: std::ops::Range<u64>,
+) -> anyhow::Result<()> {
+    let mut producers = JoinSet::new();
+    for partition in 0..PARTITIONS {
+        let handle = client.partition(topic, partition).await?;
+        let range = range.clone();
+        producers.spawn(async move {
+            let mut batch = Vec::with_capacity(PRODUCE_BATCH);
+            for i in range.filter(|i| partition_of(*i) == partition) {
+                batch.push(input_record(i, chrono::Utc::now()));
+                if batch.len() == PRODUCE_BATCH {
+                    handle.produce(std::mem::take(&mut batch)).await?;
+                }
+            }
+            if !batch.is_empty() {
+                handle.produce(batch).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = producers.join_next().await {
+        done.context("an input producer panicked")??;
+    }
+    Ok(())
+}
+
+/// Runs every workload built so far and reports them with the rows still to build.
+pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
+    let admin = KafkaAdmin::connect(&config.kafka).await?;
+    let client = KafkaClient::connect(&config.kafka).await?;
+    let input = input_topic(config);
+    admin
+        .ensure_topics(&[TopicSpec::new(&input, PARTITIONS, 1)])
+        .await?;
+    let result = run_workloads(config, &client).await;
+    cleanup(config, &admin).await;
+    result
+}
+
+async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Result<Report> {
+    let input = input_topic(config);
+    let mut rows = Vec::new();
+
+    eprintln!("producing {} input records to {input}", config.records);
+    let started = Instant::now();
+    produce_input(client, &input, 0..config.records).await?;
+    let produce_rate = rate(config.records, started.elapsed());
+    rows.push(
+        Row::measured("setup", "produce records/s", produce_rate, "rec/s")
+            .note("the input, produced before the workloads; for context, no target"),
+    );
+
+    eprintln!("raw-copy: copying them with the bare client");
+    let raw_copy = raw_copy::run(config, client).await?;
+    rows.push(
+        Row::measured("raw-copy", "records/s", raw_copy, "rec/s").note(
+            "fetch and produce with rskafka alone, no state, no commit protocol: the ceiling",
+        ),
+    );
+
+    eprintln!("keyed-count: the same input through the keyed-count processor");
+    let processor = keyed_count::Processor::start(config).await?;
+    let measured = processor.count_input(config, client).await;
+    let latency = match &measured {
+        Ok(keyed_rate) => {
+            let half = keyed_rate / 2.0;
+            eprintln!(
+                "latency: {half:.0} records/s for {:?}",
+                config.latency_duration
+            );
+            Some(latency::run(config, client, half).await)
+        }
+        Err(_) => None,
+    };
+    let peak_rss = processor.peak_rss();
+    processor.stop().await;
+    let keyed_rate = measured?;
+    rows.push(
+        Row::measured("keyed-count", "records/s", keyed_rate, "rec/s")
+            .against("raw-copy", raw_copy)
+            .target(Target::RatioAtLeast(0.5))
+            .note(format!(
+                "counter read, incremented, written back, one output per record, full commit protocol, {} keys; from the processor reporting its tasks running to its last output acknowledged",
+                report::thousands(KEYS)
+            )),
+    );
+
+    let latency = latency.context("latency not run")??;
+    rows.extend(latency.rows());
+
+    let rss_row = match peak_rss {
+        Some(bytes) => Row::measured(
+            "memory",
+            "keyed-count peak RSS",
+            mib(bytes),
+            "MiB",
+        )
+        .target(Target::AtMost(1024.0))
+        .note(format!(
+            "VmHWM of the keyed-count process after both keyed-count workloads ({} keys; the 1 GiB target is for a 1,000,000-key store)",
+            report::thousands(KEYS)
+        )),
+        None => Row::not_measured("memory", "keyed-count peak RSS", "MiB", Target::AtMost(1024.0))
+            .note("the process's /proc status could not be read"),
+    };
+    rows.push(rss_row);
+    rows.extend(not_built_yet());
+
+    Ok(Report {
+        profile: config.profile.clone(),
+        quick: config.quick,
+        records: config.records,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        rows,
+    })
+}
+
+/// Bytes as MiB.
+pub fn mib(bytes: u64) -> f64 {
+    // Memory sizes stay far below 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = bytes as f64;
+    bytes / (1024.0 * 1024.0)
+}
+
+/// The rows of issue 8's workloads this binary does not run yet.
+fn not_built_yet() -> Vec<Row> {
+    let later = "not measured yet: this workload is not built";
+    vec![
+        Row::not_measured(
+            "orders",
+            "WfRuns/s, output topic off",
+            "rec/s",
+            Target::None,
+        )
+        .note(later),
+        Row::not_measured(
+            "orders",
+            "WfRuns/s, ALL_ENTITY_EVENTS",
+            "rec/s",
+            Target::RatioAtLeast(0.9),
+        )
+        .note(format!("{later}; target: output topic overhead <= 10%")),
+        Row::not_measured("orders", "commands/s", "rec/s", Target::None).note(later),
+        Row::not_measured("restore", "records/s", "rec/s", Target::RatioAtLeast(0.5)).note(
+            format!("{later}; baseline: raw fetch rate of the same changelog"),
+        ),
+        Row::not_measured("restore", "1,000,000 keys", "s", Target::AtMost(10.0)).note(later),
+        Row::not_measured("restore", "MB/s", "MB/s", Target::None).note(later),
+        Row::not_measured("memory", "restore peak RSS", "MiB", Target::AtMost(1024.0)).note(later),
+    ]
+}
+
+/// Deletes this run's topics and the processor's state; failures are printed, not
+/// fatal (the figures are already taken).
+async fn cleanup(config: &BenchConfig, admin: &KafkaAdmin) {
+    let prefix = format!("{}_", config.cluster_id);
+    match admin.list_topics().await {
+        Ok(topics) => {
+            let ours: Vec<String> = topics
+                .into_iter()
+                .filter(|t| t.starts_with(&prefix))
+                .collect();
+            if let Err(e) = admin.delete_topics(&ours).await {
+                eprintln!("could not delete this run's topics: {e}");
+            }
+        }
+        Err(e) => eprintln!("could not list topics to delete this run's: {e}"),
+    }
+    if let Err(e) = std::fs::remove_dir_all(config.work_dir.join("state")) {
+        eprintln!(
+            "could not remove {}: {e}",
+            config.work_dir.join("state").display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_records_are_100_bytes_and_keep_a_key_on_one_partition() {
+        let at = chrono::Utc::now();
+        for i in [0, 1, 99_999, 100_000, 1_234_567] {
+            let record = input_record(i, at);
+            let key = record.key.unwrap_or_default();
+            let value = record.value.unwrap_or_default();
+            assert_eq!(key.len() + value.len(), RECORD_BYTES);
+            assert_eq!(std::str::from_utf8(&value).map(str::trim), Ok("1"));
+            assert_eq!(partition_of(i), partition_of(i + KEYS));
+        }
+        assert_eq!(key_of(100_003), "key-000003");
+        let per_partition: Vec<usize> = (0..PARTITIONS)
+            .map(|p| (0..1000).filter(|i| partition_of(*i) == p).count())
+            .collect();
+        assert_eq!(per_partition, vec![250; 4]);
+    }
+
+    #[test]
+    fn rate_is_records_per_second() {
+        assert_eq!(rate(1000, Duration::from_millis(500)), 2000.0);
+        assert_eq!(mib(3 * 1024 * 1024), 3.0);
+    }
+}

@@ -1,0 +1,83 @@
+//! `make bench`: weir's speed, cost and scale against the local broker, printed as one
+//! table (each figure next to its limit or baseline, the ratio and the target) and
+//! written as JSON.
+//!
+//! Settings from the environment: `QUICK=1` (a smaller run, about a minute),
+//! `BENCH_RECORDS` (input records; default 1,000,000, or 300,000 with `QUICK`),
+//! `BENCH_LATENCY_SECONDS` (default 30, or 15 with `QUICK`), `BENCH_OUTPUT` (the JSON
+//! file; default `{WEIR_CACHE_DIR}/bench-results.json`) and `LHS_KAFKA_BOOTSTRAP_SERVERS`
+//! (default `127.0.0.1:9092`). The processor is the `keyed-count` binary next to this
+//! one, so both come from the same build, whose profile the table names.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use weir_examples::bench::{self, BenchConfig};
+use weir_topology::kafka::KafkaConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let records = number("BENCH_RECORDS", if quick { 300_000 } else { 1_000_000 })?;
+    let latency_seconds = number("BENCH_LATENCY_SECONDS", if quick { 15 } else { 30 })?;
+    let cache = std::env::var_os("WEIR_CACHE_DIR").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir"),
+        PathBuf::from,
+    );
+    let output = std::env::var_os("BENCH_OUTPUT")
+        .map_or_else(|| cache.join("bench-results.json"), PathBuf::from);
+    let bootstrap = std::env::var("LHS_KAFKA_BOOTSTRAP_SERVERS")
+        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let binary_dir = std::env::current_exe()
+        .context("locating the bench binary")?
+        .parent()
+        .map(PathBuf::from)
+        .context("the bench binary has no directory")?;
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let config = BenchConfig {
+        kafka: KafkaConfig::new(&bootstrap).with_client_id("weir-bench"),
+        cluster_id: format!("bench-{millis}"),
+        records,
+        latency_duration: Duration::from_secs(latency_seconds),
+        work_dir: cache.join("bench"),
+        processor_binary: binary_dir.join("keyed-count"),
+        profile: profile.to_owned(),
+        quick,
+    };
+    eprintln!(
+        "weir bench: {profile} build ({}), broker {bootstrap}, {records} records{}",
+        binary_dir.display(),
+        if profile == "debug" {
+            "; a debug build is far slower than release, but a release build compiles RocksDB's C++ again (about 20 minutes on 2 cores)"
+        } else {
+            ""
+        }
+    );
+
+    let report = bench::run(&config).await?;
+    println!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report.json())?;
+    std::fs::write(&output, json + "\n")
+        .with_context(|| format!("writing {}", output.display()))?;
+    println!("JSON: {}", output.display());
+    Ok(())
+}
+
+/// A whole number from the environment, or `default` when unset.
+fn number(variable: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(variable) {
+        Ok(value) => value
+            .parse()
+            .with_context(|| format!("{variable}={value:?} is not a whole number")),
+        Err(_) => Ok(default),
+    }
+}
