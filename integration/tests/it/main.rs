@@ -11,6 +11,7 @@ mod offsets;
 mod orders;
 mod output;
 mod parked;
+mod queries;
 mod runtime;
 mod scaled;
 mod smoke;
