@@ -2,7 +2,7 @@
 //! with the code, so they cannot drift while no Docker engine runs them here: every
 //! `weir` service's environment is a configuration `weir` accepts (and names only
 //! variables it reads), the instances are exactly `LHS_INSTANCE_ID` 0 to count − 1 with
-//! a state volume each, every program a service runs is a binary the image holds, and
+//! a state volume each and advertise the host port they publish, every program a service runs is a binary the image holds, and
 //! Prometheus scrapes each instance on its `LHS_METRICS_PORT`.
 
 use std::cell::RefCell;
@@ -124,7 +124,19 @@ fn the_instances_are_ids_zero_to_count_each_with_its_own_state() {
             volumes.insert(volume.clone()),
             "{name} shares the volume {volume}"
         );
-        assert!(config.metrics_port.is_some(), "{name} serves /metrics");
+        let port = config
+            .metrics_port
+            .expect("every instance serves /metrics and queries");
+        // Redirects name a URL the host reaches: the host port published for this one.
+        let published = service["ports"][0].as_str().expect("a published port");
+        let host_port = published
+            .strip_suffix(&format!(":{port}"))
+            .unwrap_or_else(|| panic!("{name} publishes {published}, not its port {port}"));
+        assert_eq!(
+            config.advertised_http(port),
+            format!("http://localhost:{host_port}"),
+            "{name}"
+        );
     }
     let count = count.expect("weir server services");
     assert_eq!(
