@@ -592,6 +592,29 @@ impl StreamTask {
             _ = self.stop.changed() => return Vec::new(),
         };
         match fetched {
+            Ok((records, high_watermark)) if records.is_empty() && position > high_watermark => {
+                // A position past the log's end: the topic was deleted and created again,
+                // or the broker lost records. Nothing would ever arrive at it, so read the
+                // partition again from its first offset rather than stall without a word.
+                let topic = Arc::clone(&self.sources[source].topic);
+                match handle.earliest_offset().await {
+                    Ok(earliest) => {
+                        tracing::error!(
+                            task = %self.id, %topic, partition = handle.partition(), position,
+                            high_watermark, earliest,
+                            "input position is past the end of its partition (the topic was \
+                             recreated or lost records); reading it again from its first offset"
+                        );
+                        self.sources[source].position = earliest;
+                    }
+                    Err(error) => {
+                        self.core.metrics.kafka_retries("fetch input").increment(1);
+                        tracing::warn!(task = %self.id, %error, "list earliest offset failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                Vec::new()
+            }
             Ok((records, high_watermark)) => {
                 let source = &self.sources[source];
                 let read_to = records.last().map_or(position, |r| r.offset + 1);
