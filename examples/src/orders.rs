@@ -276,6 +276,46 @@ pub async fn deliver(
     Ok(delivered)
 }
 
+/// Starts the example's three workers for `tenant` and the delivery of each item they
+/// ship (posted through `client`); stop the workers and abort the delivery when done.
+pub async fn start_workers_and_delivery(
+    config: &WeirConfig,
+    client: &WeirClient,
+    tenant: &str,
+) -> anyhow::Result<(Workers, JoinHandle<anyhow::Result<usize>>)> {
+    let (shipped, deliveries) = mpsc::unbounded_channel();
+    let workers = Workers::start(config, tenant, Some(shipped)).await?;
+    let delivery = tokio::spawn(deliver(client.clone(), tenant.to_owned(), deliveries));
+    Ok((workers, delivery))
+}
+
+/// Starts `count` orders under a fresh `order-{millis}` prefix, prints them being
+/// started and finishing, and returns the prefix and their runs once all finished (at
+/// most `timeout`).
+pub async fn run_orders_printing_progress(
+    config: &WeirConfig,
+    client: &WeirClient,
+    tenant: &str,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<(String, BTreeMap<String, RunSnapshot>)> {
+    let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
+    start_orders(client, tenant, &prefix, count).await?;
+    println!(
+        "started {count} orders ({prefix}-0 .. {prefix}-{})",
+        count.saturating_sub(1)
+    );
+    let mut last = usize::MAX;
+    let runs = wait_for_orders(config, tenant, &prefix, count, timeout, |done, all| {
+        if done != last {
+            println!("finished {done}/{all}");
+            last = done;
+        }
+    })
+    .await?;
+    Ok((prefix, runs))
+}
+
 /// Waits until every run named `{prefix}-*` is finished (or `timeout` passes), printing
 /// progress through `progress`, and returns the committed runs.
 pub async fn wait_for_orders(

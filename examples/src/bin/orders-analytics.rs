@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use weir_examples::analytics::{self, OrdersConsumer};
-use weir_examples::orders::{self, Workers};
+use weir_examples::orders;
 use weir_processor::client::WeirClient;
 use weir_processor::config::WeirConfig;
 use weir_processor::lifecycle;
@@ -151,35 +151,10 @@ async fn demo(
             .await
     });
 
-    let (shipped_tx, shipped_rx) = mpsc::unbounded_channel();
-    let workers = Workers::start(&config, tenant, Some(shipped_tx)).await?;
-    let delivery = tokio::spawn(orders::deliver(
-        client.clone(),
-        tenant.to_owned(),
-        shipped_rx,
-    ));
-    let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
+    let (workers, delivery) = orders::start_workers_and_delivery(&config, &client, tenant).await?;
     let started = Instant::now();
-    orders::start_orders(&client, tenant, &prefix, count).await?;
-    println!(
-        "started {count} orders ({prefix}-0 .. {prefix}-{})",
-        count.saturating_sub(1)
-    );
-    let mut last = usize::MAX;
-    let runs = orders::wait_for_orders(
-        &config,
-        tenant,
-        &prefix,
-        count,
-        DEMO_TIMEOUT,
-        |done, all| {
-            if done != last {
-                println!("finished {done}/{all}");
-                last = done;
-            }
-        },
-    )
-    .await?;
+    let (prefix, runs) =
+        orders::run_orders_printing_progress(&config, &client, tenant, count, DEMO_TIMEOUT).await?;
     let completed = runs
         .values()
         .filter(|r| r.status() == LhStatus::Completed)

@@ -15,8 +15,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::mpsc;
-use weir_examples::orders::{self, Workers};
+use weir_examples::orders;
 use weir_processor::client::WeirClient;
 use weir_processor::config::WeirConfig;
 use weir_processor::lifecycle;
@@ -53,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("workers") => {
             let client = WeirClient::connect(&config).await?;
-            let (workers, delivery) = start_workers(&config, &client, &tenant).await?;
+            let (workers, delivery) =
+                orders::start_workers_and_delivery(&config, &client, &tenant).await?;
             println!(
                 "serving {} for tenant {tenant}, delivering shipped items",
                 orders::TASK_DEFS.join(", ")
@@ -91,7 +91,7 @@ async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result
         orders::WF_SPEC
     );
 
-    let (workers, delivery) = start_workers(config, &client, tenant).await?;
+    let (workers, delivery) = orders::start_workers_and_delivery(config, &client, tenant).await?;
     let outcome = run_orders(config, &client, tenant, count).await;
     for stats in workers.stop().await? {
         println!(
@@ -103,22 +103,6 @@ async fn demo(config: &WeirConfig, tenant: &str, count: usize) -> anyhow::Result
     outcome
 }
 
-/// The three workers, and the delivery of each item they ship.
-async fn start_workers(
-    config: &WeirConfig,
-    client: &WeirClient,
-    tenant: &str,
-) -> anyhow::Result<(Workers, tokio::task::JoinHandle<anyhow::Result<usize>>)> {
-    let (shipped_tx, shipped_rx) = mpsc::unbounded_channel();
-    let workers = Workers::start(config, tenant, Some(shipped_tx)).await?;
-    let delivery = tokio::spawn(orders::deliver(
-        client.clone(),
-        tenant.to_owned(),
-        shipped_rx,
-    ));
-    Ok((workers, delivery))
-}
-
 /// Starts `count` orders, prints them finishing, and checks that each completed with
 /// the expected variables.
 async fn run_orders(
@@ -127,27 +111,13 @@ async fn run_orders(
     tenant: &str,
     count: usize,
 ) -> anyhow::Result<()> {
-    let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
     let started = Instant::now();
-    orders::start_orders(client, tenant, &prefix, count).await?;
-    println!(
-        "started {count} orders ({prefix}-0 .. {prefix}-{})",
-        count.saturating_sub(1)
-    );
-
-    let mut last = usize::MAX;
-    let runs = orders::wait_for_orders(
+    let (_, runs) = orders::run_orders_printing_progress(
         config,
+        client,
         tenant,
-        &prefix,
         count,
         Duration::from_secs(300),
-        |done, all| {
-            if done != last {
-                println!("finished {done}/{all}");
-                last = done;
-            }
-        },
     )
     .await?;
     let completed = runs

@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tokio::sync::mpsc;
 use weir_examples::analytics::{self, OrderRow};
-use weir_examples::orders::{self, Workers};
+use weir_examples::orders;
 use weir_integration::{TestDatabase, WeirProcess};
 use weir_processor::client::WeirClient;
 use weir_processor::topics::{CoreTopics, partition_for_key};
@@ -236,15 +235,9 @@ async fn a_thousand_orders_reach_the_table_once_each_through_a_consumer_kill_and
     assert_eq!(starts.len(), 12, "every partition: {starts:?}");
     assert!(starts.values().all(|o| *o == 0), "{starts:?}");
 
-    let (shipped, deliveries) = mpsc::unbounded_channel();
-    let workers = Workers::start(&cluster.config, TENANT, Some(shipped))
+    let (workers, delivery) = orders::start_workers_and_delivery(&cluster.config, &client, TENANT)
         .await
         .expect("workers");
-    let delivery = tokio::spawn(orders::deliver(
-        client.clone(),
-        TENANT.to_owned(),
-        deliveries,
-    ));
     let starting = {
         let client = client.clone();
         tokio::spawn(async move { orders::start_orders(&client, TENANT, "order", ORDERS).await })

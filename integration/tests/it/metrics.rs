@@ -9,8 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use weir_examples::orders::{self, Workers};
+use weir_examples::orders;
 use weir_integration::WeirProcess;
 use weir_integration::prometheus::{Prometheus, Sample, http_get};
 use weir_processor::client::{WeirClient, accepted};
@@ -212,15 +211,9 @@ async fn prometheus_scrapes_two_servers_running_orders() {
         })
         .await;
 
-    let (shipped, deliveries) = mpsc::unbounded_channel();
-    let workers = Workers::start(&cluster.config, TENANT, Some(shipped))
+    let (workers, delivery) = orders::start_workers_and_delivery(&cluster.config, &client, TENANT)
         .await
         .expect("workers");
-    let delivery = tokio::spawn(orders::deliver(
-        client.clone(),
-        TENANT.to_owned(),
-        deliveries,
-    ));
     let runs = orders::wait_for_orders(&cluster.config, TENANT, "order", ORDERS, WAIT, |_, _| {})
         .await
         .expect("waiting for orders");

@@ -6,8 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use weir_examples::orders::{self, Workers};
+use weir_examples::orders;
 use weir_processor::builder::WorkflowBuilder;
 use weir_processor::client::{WeirClient, accepted};
 use weir_processor::inspect::{self, RunSnapshot};
@@ -60,15 +59,10 @@ async fn a_thousand_orders_complete_across_twelve_partitions() {
     orders::setup(&client, "default", &NO_RETRY)
         .await
         .expect("metadata");
-    let (shipped, deliveries) = mpsc::unbounded_channel();
-    let workers = Workers::start(&cluster.config, "default", Some(shipped))
-        .await
-        .expect("workers");
-    let delivery = tokio::spawn(orders::deliver(
-        client.clone(),
-        "default".to_owned(),
-        deliveries,
-    ));
+    let (workers, delivery) =
+        orders::start_workers_and_delivery(&cluster.config, &client, "default")
+            .await
+            .expect("workers");
 
     orders::start_orders(&client, "default", "order", 1_000)
         .await
@@ -110,15 +104,10 @@ async fn orders_complete_with_the_server_killed_twice_and_no_task_reported_twice
     orders::setup(&client, "default", &NO_RETRY)
         .await
         .expect("metadata");
-    let (shipped, deliveries) = mpsc::unbounded_channel();
-    let workers = Workers::start(&cluster.config, "default", Some(shipped))
-        .await
-        .expect("workers");
-    let delivery = tokio::spawn(orders::deliver(
-        client.clone(),
-        "default".to_owned(),
-        deliveries,
-    ));
+    let (workers, delivery) =
+        orders::start_workers_and_delivery(&cluster.config, &client, "default")
+            .await
+            .expect("workers");
     let starting = {
         let client = client.clone().with_timeout(Duration::from_secs(120));
         tokio::spawn(async move { orders::start_orders(&client, "default", "order", 1_000).await })
@@ -327,15 +316,10 @@ async fn two_tenants_with_same_named_specs_stay_isolated() {
         orders::setup(&client, tenant, &NO_RETRY)
             .await
             .expect("metadata");
-        let (shipped, deliveries) = mpsc::unbounded_channel();
-        let workers = Workers::start(&cluster.config, tenant, Some(shipped))
-            .await
-            .expect("workers");
-        let delivery = tokio::spawn(orders::deliver(
-            client.clone(),
-            tenant.to_owned(),
-            deliveries,
-        ));
+        let (workers, delivery) =
+            orders::start_workers_and_delivery(&cluster.config, &client, tenant)
+                .await
+                .expect("workers");
         // The same run ids in both tenants.
         orders::start_orders(&client, tenant, "order", count)
             .await

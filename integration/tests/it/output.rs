@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use weir_examples::orders::{self, Workers};
 use weir_integration::{ConsumedRecord, TestNamespace, WeirProcess, consume_until};
 use weir_processor::client::{WeirClient, accepted};
@@ -133,15 +132,10 @@ pub(crate) struct Drive {
 
 impl Drive {
     pub(crate) async fn start(cluster: &Cluster, client: &WeirClient, tenant: &str) -> Self {
-        let (shipped, deliveries) = mpsc::unbounded_channel();
-        let workers = Workers::start(&cluster.config, tenant, Some(shipped))
-            .await
-            .expect("workers");
-        let delivery = tokio::spawn(orders::deliver(
-            client.clone(),
-            tenant.to_owned(),
-            deliveries,
-        ));
+        let (workers, delivery) =
+            orders::start_workers_and_delivery(&cluster.config, client, tenant)
+                .await
+                .expect("workers");
         Self { workers, delivery }
     }
 

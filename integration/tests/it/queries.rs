@@ -13,8 +13,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use weir_examples::orders::{self, Workers};
+use weir_examples::orders;
 use weir_integration::WeirProcess;
 use weir_processor::client::WeirClient;
 use weir_processor::query::render;
@@ -136,15 +135,9 @@ async fn any_instance_answers_queries_by_sending_clients_to_the_owner() {
     orders::setup(&client, TENANT, &NO_RETRY)
         .await
         .expect("metadata");
-    let (shipped, deliveries) = mpsc::unbounded_channel();
-    let workers = Workers::start(&cluster.config, TENANT, Some(shipped))
+    let (workers, delivery) = orders::start_workers_and_delivery(&cluster.config, &client, TENANT)
         .await
         .expect("workers");
-    let delivery = tokio::spawn(orders::deliver(
-        client.clone(),
-        TENANT.to_owned(),
-        deliveries,
-    ));
     orders::start_orders(&client, TENANT, PREFIX, ORDERS)
         .await
         .expect("starting orders");
