@@ -183,7 +183,39 @@ impl Drop for WeirProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if std::thread::panicking() {
+            // The failing test's output is all CI shows: say where this process's log
+            // is and what it warned about.
+            eprintln!(
+                "--- {} ({}): {}",
+                self.name,
+                self.stderr_path.display(),
+                warnings_of(&self.stderr())
+            );
+        }
     }
+}
+
+/// Most WARN/ERROR lines a failing test prints per process.
+const WARNINGS_SHOWN: usize = 40;
+
+/// The WARN and ERROR lines of a log (the last [`WARNINGS_SHOWN`]), or a word that
+/// there are none.
+fn warnings_of(log: &str) -> String {
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect();
+    if warnings.is_empty() {
+        return "no WARN or ERROR lines".to_owned();
+    }
+    let shown = &warnings[warnings.len().saturating_sub(WARNINGS_SHOWN)..];
+    format!(
+        "{} WARN/ERROR lines, the last {}:\n{}",
+        warnings.len(),
+        shown.len(),
+        shown.join("\n")
+    )
 }
 
 /// A binary of this workspace, after one `cargo build --workspace --all-targets` per test

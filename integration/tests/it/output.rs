@@ -163,7 +163,12 @@ pub(crate) async fn wait_completed(
     for n in 0..count {
         let id = orders::order_id(prefix, n);
         let status = runs.get(&id).map(|r| r.status());
-        assert_eq!(status, Some(LhStatus::Completed), "order {id}");
+        assert_eq!(
+            status,
+            Some(LhStatus::Completed),
+            "order {id}: {:?}",
+            runs.get(&id)
+        );
     }
 }
 

@@ -1,11 +1,26 @@
-//! The record collector: produces records grouped by topic partition, every partition
-//! at once and each partition's records in order, in chunks the broker accepts; either
-//! all or nothing ([`RecordCollector::send`]) or with an answer per partition
+//! Producing records grouped by topic partition, every partition at once and each
+//! partition's records in order, in chunks the broker accepts: all or nothing on known
+//! partitions ([`produce_all`]), or by destination name with an answer per destination
 //! ([`RecordCollector::send_each`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use futures::future::{join_all, try_join_all};
+
+/// Produces every group and waits for all acknowledgements. Returns the offsets of each
+/// group's records, in the order given.
+pub(crate) async fn produce_all<'a>(
+    groups: impl IntoIterator<Item = (&'a TopicPartition, &'a [Record])>,
+) -> Result<Vec<Vec<i64>>, KafkaError> {
+    let sends = groups.into_iter().map(|(partition, records)| async move {
+        let mut offsets = Vec::with_capacity(records.len());
+        for chunk in chunks(records) {
+            offsets.extend(partition.produce(chunk.to_vec()).await?);
+        }
+        Ok::<_, KafkaError>(offsets)
+    });
+    try_join_all(sends).await
+}
 
 use crate::kafka::{KafkaClient, KafkaError, Record, TopicPartition};
 
@@ -30,29 +45,6 @@ impl RecordCollector {
             client,
             partitions: HashMap::new(),
         }
-    }
-
-    /// Produces every group and waits for all acknowledgements. Returns, per
-    /// destination, the offset of each record in the order given.
-    pub(crate) async fn send(
-        &mut self,
-        groups: &BTreeMap<Destination, Vec<Record>>,
-    ) -> Result<BTreeMap<Destination, Vec<i64>>, KafkaError> {
-        let mut handles = Vec::with_capacity(groups.len());
-        for destination in groups.keys() {
-            handles.push(self.handle(destination).await?);
-        }
-        let sends = groups
-            .iter()
-            .zip(handles)
-            .map(|((destination, records), handle)| async move {
-                let mut offsets = Vec::with_capacity(records.len());
-                for chunk in chunks(records) {
-                    offsets.extend(handle.produce(chunk.to_vec()).await?);
-                }
-                Ok::<_, KafkaError>((destination.clone(), offsets))
-            });
-        Ok(try_join_all(sends).await?.into_iter().collect())
     }
 
     /// Produces every group and waits for every answer, returning per destination the

@@ -1,9 +1,12 @@
 //! Tasks: one per partition of a sub-topology. [`core`] processes records without I/O;
-//! [`stream_task`] wraps it with fetching, the commit protocol and restore; [`parked`]
-//! holds the outputs of destinations that do not exist until they do.
+//! [`stream_task`] wraps it with the commit protocol and restore, fed by the read-ahead
+//! fetch loops of [`fetcher`]; [`parked`] holds the outputs of destinations that do not
+//! exist until they do.
 
 pub(crate) mod collector;
+pub(crate) mod commit_retry;
 pub(crate) mod core;
+pub(crate) mod fetcher;
 pub(crate) mod parked;
 pub(crate) mod restore;
 pub(crate) mod stream_task;

@@ -1,7 +1,9 @@
 //! A running task: one partition of a sub-topology's sources, its RocksDB store and its
-//! changelog partitions. It restores, then loops: fetch, process into a batch, and
-//! commit the batch by the protocol in [`StreamTask::commit`], parking the outputs of
-//! destinations that do not exist ([`crate::task::parked`]).
+//! changelog partitions. It restores, then loops: take the records its fetch loops read
+//! ahead ([`crate::task::fetcher`]), process them into a batch, and commit the batch by
+//! the protocol in [`StreamTask::commit`] once it is caught up with its input, full, or
+//! old enough, parking the outputs of destinations that do not exist
+//! ([`crate::task::parked`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,17 +22,13 @@ use crate::metrics::{StoreSizeSampler, TaskMetrics};
 use crate::processor::{InputRecord, ProcessingError};
 use crate::state_dir;
 use crate::task::collector::{Destination, RecordCollector};
+use crate::task::commit_retry::{CommitRetry, produce_retrying};
 use crate::task::core::{Batch, StampedOutput, TaskCore, TaskCoreParts};
+use crate::task::fetcher::{Fetched, Prefetcher, SourceFetch};
 use crate::task::parked::{self, ParkedOutputs, ParkingOutcome};
 use crate::task::restore::{self, Restored, StoreChanges};
 use crate::topology::{SubTopology, Topology};
 
-/// Bytes per input fetch.
-const FETCH_BYTES: i32 = 4 * 1024 * 1024;
-/// How long a commit keeps retrying an unreachable broker once shutdown is requested.
-const SHUTDOWN_COMMIT_GRACE: Duration = Duration::from_secs(10);
-/// Longest pause between retries of a failed Kafka operation.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a batch waits for global stores to catch up before going on with a warning.
 const GLOBAL_CATCH_UP_WAIT: Duration = Duration::from_secs(30);
 
@@ -38,9 +36,8 @@ const GLOBAL_CATCH_UP_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct Source {
     topic: Arc<str>,
-    handle: TopicPartition,
+    /// Next offset to process (the fetch loop may have read further).
     position: i64,
-    lag: metrics::Gauge,
 }
 
 /// A task with Kafka I/O around its [`TaskCore`].
@@ -49,6 +46,8 @@ pub(crate) struct StreamTask {
     config: Arc<RuntimeConfig>,
     core: TaskCore,
     sources: Vec<Source>,
+    /// The fetch loops, until [`StreamTask::run`] starts them.
+    fetches: Vec<SourceFetch>,
     changelogs: BTreeMap<StoreId, TopicPartition>,
     checkpoint: Checkpoint,
     collector: RecordCollector,
@@ -105,18 +104,22 @@ impl StreamTask {
 
         let store_ids = topology.store_ids(subtopology, &db);
         let mut sources = Vec::new();
+        let mut fetches = Vec::new();
         for source in &subtopology.sources {
             let handle = client.partition(&source.topic, partition).await?;
             let position = match restored.next_offsets.get(&source.topic) {
                 Some(&offset) => offset,
                 None => handle.earliest_offset().await?,
             };
-            sources.push(Source {
-                topic: Arc::from(source.topic.as_str()),
-                lag: metrics.records_lag(&source.topic, partition),
+            let topic: Arc<str> = Arc::from(source.topic.as_str());
+            fetches.push(SourceFetch {
+                topic: Arc::clone(&topic),
                 handle,
                 position,
+                lag: metrics.records_lag(&source.topic, partition),
+                retries: metrics.kafka_retries("fetch input"),
             });
+            sources.push(Source { topic, position });
         }
         let timer_topic = Arc::clone(&sources[0].topic);
         let timer_store = store_id(&db, &subtopology.timer_store_name())?;
@@ -146,6 +149,7 @@ impl StreamTask {
             config,
             core,
             sources,
+            fetches,
             changelogs,
             checkpoint,
             collector: RecordCollector::new(client.clone()),
@@ -173,10 +177,13 @@ impl StreamTask {
     }
 
     /// Processes until asked to stop, then commits what is in flight and flushes, so
-    /// the next start replays nothing.
+    /// the next start replays nothing. A batch is committed as soon as the task has
+    /// processed everything its input held (so a record waits for no timer at low
+    /// rates), when it reaches `max_batch_records`, or when it is `commit_interval` old
+    /// (which also fires due timers while the input is quiet).
     pub(crate) async fn run(mut self) -> Result<(), RuntimeError> {
+        let mut prefetcher = Prefetcher::start(&self.id, std::mem::take(&mut self.fetches));
         let mut batch_started = Instant::now();
-        let mut next_source = 0;
         loop {
             // A dropped runtime counts as a stop request.
             if *self.stop.borrow() || self.stop.has_changed().is_err() {
@@ -195,10 +202,17 @@ impl StreamTask {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
-            let source = next_source % self.sources.len();
-            next_source += 1;
-            let records = self.fetch(source, wait).await;
-            if !records.is_empty() {
+            let fetched = tokio::select! {
+                fetched = prefetcher.next(wait) => fetched,
+                _ = self.stop.changed() => None,
+            };
+            let mut caught_up = false;
+            if let Some(Fetched {
+                source,
+                records,
+                high_watermark,
+            }) = fetched
+            {
                 if self.core.batch.records == 0 {
                     self.catch_up_globals().await;
                 }
@@ -210,8 +224,11 @@ impl StreamTask {
                         return Err(fatal(&self.id, &error));
                     }
                 }
+                caught_up =
+                    self.sources[source].position >= high_watermark && !prefetcher.has_waiting();
             }
-            if self.core.batch.records >= self.config.max_batch_records
+            if caught_up
+                || self.core.batch.records >= self.config.max_batch_records
                 || Instant::now() >= deadline
             {
                 self.commit().await?;
@@ -271,20 +288,11 @@ impl StreamTask {
         retry_parked: bool,
     ) -> Result<ParkingOutcome, RuntimeError> {
         let batch_id = (self.epoch, self.batch_number);
+        let timestamp_ms = batch.last_timestamp_ms;
 
-        // 1. Outputs (and the parked store's changes).
+        // 1. Outputs (deciding the parked store's changes) and the changelog records of
+        //    the batch's own changes, at once: both must be acknowledged before any marker.
         let outputs = group_outputs(&batch.outputs);
-        let (outcome, parked_changes) = self.deliver(outputs, batch_id, retry_parked).await?;
-
-        // 2. Changelog data, then markers.
-        let mut next_offsets: BTreeMap<String, i64> = self
-            .sources
-            .iter()
-            .map(|s| (s.topic.to_string(), s.position))
-            .collect();
-        for (topic, &offset) in &batch.next_offsets {
-            next_offsets.insert(topic.to_string(), offset);
-        }
         let mut by_store = StoreChanges::new();
         for ((store, key), value) in &batch.changes {
             by_store
@@ -292,13 +300,29 @@ impl StreamTask {
                 .or_default()
                 .push((key.clone(), value.clone()));
         }
-        for (key, value) in parked_changes {
-            by_store
-                .entry(self.parked.store())
-                .or_default()
-                .push((key, value));
+        let mut changed: BTreeSet<StoreId> = by_store.keys().copied().collect();
+        let data = self.changelog_data(by_store, batch_id, timestamp_ms);
+        let data_retry = self.retry("produce changelog");
+        let (delivered, data_written) = tokio::join!(
+            self.deliver(outputs, batch_id, retry_parked),
+            produce_retrying(data_retry, &data),
+        );
+        let (outcome, parked_changes) = delivered?;
+        data_written?;
+
+        // 2. The parked store's changes, then a marker per changed store.
+        if !parked_changes.is_empty() {
+            let store = self.parked.store();
+            changed.insert(store);
+            let parked = self.changelog_data(
+                StoreChanges::from([(store, parked_changes)]),
+                batch_id,
+                timestamp_ms,
+            );
+            produce_retrying(self.retry("produce changelog"), &parked).await?;
         }
-        self.write_changelog(by_store, batch_id, &next_offsets, batch.last_timestamp_ms)
+        let next_offsets = self.next_offsets(&batch.next_offsets);
+        self.write_markers(&changed, batch_id, &next_offsets, timestamp_ms)
             .await?;
 
         // 3. RocksDB: state, input offsets and changelog positions together.
@@ -309,6 +333,30 @@ impl StreamTask {
         self.core.metrics.store_bytes_written.increment(bytes);
         self.batch_number += 1;
         Ok(outcome)
+    }
+
+    /// The next input offset per source once the batch commits: what the batch
+    /// processed, else where the source stands.
+    fn next_offsets(&self, processed: &BTreeMap<Arc<str>, i64>) -> BTreeMap<String, i64> {
+        let mut next_offsets: BTreeMap<String, i64> = self
+            .sources
+            .iter()
+            .map(|s| (s.topic.to_string(), s.position))
+            .collect();
+        for (topic, &offset) in processed {
+            next_offsets.insert(topic.to_string(), offset);
+        }
+        next_offsets
+    }
+
+    /// Retries of commit step `what` of this task.
+    fn retry(&self, what: &'static str) -> CommitRetry {
+        CommitRetry::new(
+            &self.id,
+            what,
+            self.core.metrics.kafka_retries(what),
+            self.stop.clone(),
+        )
     }
 
     /// Step 1 of a commit: produces the batch's outputs and, when `retry_parked`, the
@@ -417,8 +465,7 @@ impl StreamTask {
     ) -> Result<BTreeMap<Destination, Result<(), KafkaError>>, RuntimeError> {
         let mut pending: BTreeSet<&Destination> = groups.keys().collect();
         let mut settled = BTreeMap::new();
-        let mut backoff = Duration::from_millis(100);
-        let mut give_up_at: Option<Instant> = None;
+        let mut retry = self.retry("produce outputs");
         while !pending.is_empty() {
             let attempt: Vec<(&Destination, &[Record])> = groups
                 .iter()
@@ -443,42 +490,44 @@ impl StreamTask {
                     Err(error) => failure = Some(error),
                 }
             }
-            let Some(error) = failure else { continue };
-            self.core
-                .metrics
-                .kafka_retries("produce outputs")
-                .increment(1);
-            if *self.stop.borrow() {
-                let limit =
-                    *give_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_COMMIT_GRACE);
-                if Instant::now() >= limit {
-                    return Err(RuntimeError::ShutdownCommit {
-                        task: self.id.clone(),
-                        reason: error.to_string(),
-                    });
-                }
+            if let Some(error) = failure {
+                retry.failed(&error).await?;
             }
-            tracing::warn!(task = %self.id, %error, retry_in_ms = backoff.as_millis() as u64, "produce outputs failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         Ok(settled)
     }
 
-    /// Writes changed keys per store, then a marker to each of those stores, and moves
-    /// the checkpoint's changelog positions past the markers.
-    async fn write_changelog(
-        &mut self,
+    /// The changelog records of changed keys, per store's changelog partition.
+    fn changelog_data(
+        &self,
         by_store: StoreChanges,
+        batch_id: BatchId,
+        timestamp_ms: i64,
+    ) -> Vec<(TopicPartition, Vec<Record>)> {
+        by_store
+            .into_iter()
+            .map(|(store, changes)| {
+                let records = changes
+                    .into_iter()
+                    .map(|(key, value)| changelog::data_record(key, value, batch_id, timestamp_ms))
+                    .collect();
+                (self.changelogs[&store].clone(), records)
+            })
+            .collect()
+    }
+
+    /// Writes a commit marker to the changelog of each of `stores` (whose data is
+    /// acknowledged) and moves the checkpoint's changelog positions past them.
+    async fn write_markers(
+        &mut self,
+        stores: &BTreeSet<StoreId>,
         batch_id: BatchId,
         next_offsets: &BTreeMap<String, i64>,
         timestamp_ms: i64,
     ) -> Result<(), RuntimeError> {
-        if by_store.is_empty() {
+        if stores.is_empty() {
             return Ok(());
         }
-        let mut data: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
-        let mut markers: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
         let marker = CommitMarker {
             next_input_offset: if next_offsets.len() == 1 {
                 next_offsets.values().next().copied().unwrap_or_default()
@@ -489,27 +538,18 @@ impl StreamTask {
             batch_number: batch_id.1,
             next_input_offsets: next_offsets.clone(),
         };
-        let mut destinations = BTreeMap::new();
-        for (store, changes) in by_store {
-            let handle = &self.changelogs[&store];
-            let destination = (handle.topic().to_owned(), handle.partition());
-            let records = changes
-                .into_iter()
-                .map(|(key, value)| changelog::data_record(key, value, batch_id, timestamp_ms))
-                .collect();
-            data.insert(destination.clone(), records);
-            markers.insert(
-                destination.clone(),
-                vec![changelog::marker_record(&marker, timestamp_ms)],
-            );
-            destinations.insert(destination, store);
-        }
-        self.send_with_retry("produce changelog", &data).await?;
-        let offsets = self
-            .send_with_retry("produce commit markers", &markers)
-            .await?;
-        for (destination, offsets) in offsets {
-            if let (Some(store), Some(offset)) = (destinations.get(&destination), offsets.last()) {
+        let markers: Vec<(TopicPartition, Vec<Record>)> = stores
+            .iter()
+            .map(|store| {
+                (
+                    self.changelogs[store].clone(),
+                    vec![changelog::marker_record(&marker, timestamp_ms)],
+                )
+            })
+            .collect();
+        let offsets = produce_retrying(self.retry("produce commit markers"), &markers).await?;
+        for (store, offsets) in stores.iter().zip(offsets) {
+            if let Some(offset) = offsets.last() {
                 let name = restore::changelog_position(self.core.store_name(*store));
                 self.checkpoint.set(name, offset + 1);
             }
@@ -525,21 +565,13 @@ impl StreamTask {
     ) -> Result<(), RuntimeError> {
         let keys: usize = compensation.values().map(Vec::len).sum();
         tracing::warn!(task = %self.id, keys, epoch = self.epoch, "repairing changelog after an interrupted commit");
-        let mut by_store: BTreeMap<StoreId, Vec<(Bytes, Option<Bytes>)>> = self
-            .changelogs
-            .keys()
-            .map(|&store| (store, Vec::new()))
-            .collect();
-        for (store, changes) in compensation {
-            by_store.insert(store, changes);
-        }
-        let next_offsets: BTreeMap<String, i64> = self
-            .sources
-            .iter()
-            .map(|s| (s.topic.to_string(), s.position))
-            .collect();
+        let batch_id = (self.epoch, 0);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        self.write_changelog(by_store, (self.epoch, 0), &next_offsets, now_ms)
+        let data = self.changelog_data(compensation, batch_id, now_ms);
+        produce_retrying(self.retry("produce changelog"), &data).await?;
+        let every_store: BTreeSet<StoreId> = self.changelogs.keys().copied().collect();
+        let next_offsets = self.next_offsets(&BTreeMap::new());
+        self.write_markers(&every_store, batch_id, &next_offsets, now_ms)
             .await?;
         self.core
             .db
@@ -547,90 +579,6 @@ impl StreamTask {
         self.core.db.flush()?;
         self.batch_number = 1;
         Ok(())
-    }
-
-    async fn send_with_retry(
-        &mut self,
-        what: &'static str,
-        groups: &BTreeMap<Destination, Vec<Record>>,
-    ) -> Result<BTreeMap<Destination, Vec<i64>>, RuntimeError> {
-        if groups.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let mut backoff = Duration::from_millis(100);
-        let mut give_up_at: Option<Instant> = None;
-        loop {
-            match self.collector.send(groups).await {
-                Ok(offsets) => return Ok(offsets),
-                Err(error) => {
-                    self.core.metrics.kafka_retries(what).increment(1);
-                    if *self.stop.borrow() {
-                        let limit = *give_up_at
-                            .get_or_insert_with(|| Instant::now() + SHUTDOWN_COMMIT_GRACE);
-                        if Instant::now() >= limit {
-                            return Err(RuntimeError::ShutdownCommit {
-                                task: self.id.clone(),
-                                reason: error.to_string(),
-                            });
-                        }
-                    }
-                    tracing::warn!(task = %self.id, %error, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-
-    /// Fetches the next records of one source, waiting up to `wait`; a Kafka error is
-    /// logged, counted and answered with an empty fetch after a pause.
-    async fn fetch(&mut self, source: usize, wait: Duration) -> Vec<RecordAndOffset> {
-        let position = self.sources[source].position;
-        let handle = self.sources[source].handle.clone();
-        let fetched = tokio::select! {
-            result = handle.fetch(position, FETCH_BYTES, wait) => result,
-            _ = self.stop.changed() => return Vec::new(),
-        };
-        match fetched {
-            Ok((records, high_watermark)) if records.is_empty() && position > high_watermark => {
-                // A position past the log's end: the topic was deleted and created again,
-                // or the broker lost records. Nothing would ever arrive at it, so read the
-                // partition again from its first offset rather than stall without a word.
-                let topic = Arc::clone(&self.sources[source].topic);
-                match handle.earliest_offset().await {
-                    Ok(earliest) => {
-                        tracing::error!(
-                            task = %self.id, %topic, partition = handle.partition(), position,
-                            high_watermark, earliest,
-                            "input position is past the end of its partition (the topic was \
-                             recreated or lost records); reading it again from its first offset"
-                        );
-                        self.sources[source].position = earliest;
-                    }
-                    Err(error) => {
-                        self.core.metrics.kafka_retries("fetch input").increment(1);
-                        tracing::warn!(task = %self.id, %error, "list earliest offset failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-                Vec::new()
-            }
-            Ok((records, high_watermark)) => {
-                let source = &self.sources[source];
-                let read_to = records.last().map_or(position, |r| r.offset + 1);
-                source.lag.set((high_watermark - read_to).max(0) as f64);
-                records
-                    .into_iter()
-                    .filter(|r| r.offset >= position)
-                    .collect()
-            }
-            Err(error) => {
-                self.core.metrics.kafka_retries("fetch input").increment(1);
-                tracing::warn!(task = %self.id, %error, "fetch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Vec::new()
-            }
-        }
     }
 
     /// Waits until every global replica has read its changelog up to the high watermark

@@ -1,0 +1,155 @@
+//! Prefetching a task's input: one fetch loop per source partition, running ahead of
+//! the task so the next records are already here when the task has processed (and
+//! committed) the previous ones. The loops hand fetched records to the task over one
+//! bounded channel, so a task that falls behind stops its loops from reading further.
+//!
+//! The loops own the read-ahead position only; what counts as processed is the task's
+//! business (its sources' positions, committed with each batch). A loop that finds its
+//! position past the partition's end (the topic was recreated, or the broker lost
+//! records) starts the partition again from its first offset and says so at ERROR.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::kafka::{RecordAndOffset, TopicPartition};
+
+/// Bytes per input fetch.
+const FETCH_BYTES: i32 = 4 * 1024 * 1024;
+/// How long the broker may hold a fetch open while the partition has nothing new.
+/// Kafka answers as soon as a record arrives; a broker that polls instead answers
+/// within a fraction of this.
+const FETCH_WAIT: Duration = Duration::from_millis(50);
+/// Fetched record sets waiting for the task, per source (bounds the read-ahead).
+const READ_AHEAD: usize = 2;
+/// Pause after a failed fetch before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Records of one source partition, in offset order.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// Index of the source in the task's list.
+    pub(crate) source: usize,
+    /// Records at or after the position the loop asked for.
+    pub(crate) records: Vec<RecordAndOffset>,
+    /// The partition's high watermark when they were read.
+    pub(crate) high_watermark: i64,
+}
+
+/// Where one fetch loop starts, and what it reports on.
+#[derive(Debug)]
+pub(crate) struct SourceFetch {
+    pub(crate) topic: Arc<str>,
+    pub(crate) handle: TopicPartition,
+    /// First offset to read.
+    pub(crate) position: i64,
+    /// The source's lag (high watermark minus the offset read up to).
+    pub(crate) lag: metrics::Gauge,
+    /// Counts failed fetches.
+    pub(crate) retries: metrics::Counter,
+}
+
+/// The fetch loops of one task; dropping it stops them.
+#[derive(Debug)]
+pub(crate) struct Prefetcher {
+    fetched: mpsc::Receiver<Fetched>,
+    _loops: JoinSet<()>,
+}
+
+impl Prefetcher {
+    /// Starts a fetch loop per source.
+    pub(crate) fn start(task: &str, sources: Vec<SourceFetch>) -> Self {
+        let (sender, fetched) = mpsc::channel(READ_AHEAD * sources.len().max(1));
+        let mut loops = JoinSet::new();
+        for (index, source) in sources.into_iter().enumerate() {
+            loops.spawn(fetch_loop(task.to_owned(), index, source, sender.clone()));
+        }
+        Self {
+            fetched,
+            _loops: loops,
+        }
+    }
+
+    /// The next fetched records, waiting at most `wait`; `None` when nothing came.
+    pub(crate) async fn next(&mut self, wait: Duration) -> Option<Fetched> {
+        tokio::time::timeout(wait, self.fetched.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether fetched records are waiting for the task.
+    pub(crate) fn has_waiting(&self) -> bool {
+        !self.fetched.is_empty()
+    }
+}
+
+/// Reads one source partition from `source.position` for as long as the task wants
+/// records.
+async fn fetch_loop(
+    task: String,
+    index: usize,
+    source: SourceFetch,
+    sender: mpsc::Sender<Fetched>,
+) {
+    let SourceFetch {
+        topic,
+        handle,
+        mut position,
+        lag,
+        retries,
+    } = source;
+    loop {
+        match handle.fetch(position, FETCH_BYTES, FETCH_WAIT).await {
+            Ok((records, high_watermark)) if records.is_empty() && position > high_watermark => {
+                // Nothing would ever arrive at this position: read the partition again
+                // from its first offset rather than stall without a word.
+                match handle.earliest_offset().await {
+                    Ok(earliest) => {
+                        tracing::error!(
+                            task, %topic, partition = handle.partition(), position,
+                            high_watermark, earliest,
+                            "input position is past the end of its partition (the topic was \
+                             recreated or lost records); reading it again from its first offset"
+                        );
+                        position = earliest;
+                    }
+                    Err(error) => {
+                        retries.increment(1);
+                        tracing::warn!(task, %error, "list earliest offset failed; retrying");
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                }
+            }
+            Ok((records, high_watermark)) => {
+                // A compressed batch may start before the position asked for.
+                let records: Vec<RecordAndOffset> = records
+                    .into_iter()
+                    .filter(|r| r.offset >= position)
+                    .collect();
+                if let Some(last) = records.last() {
+                    position = last.offset + 1;
+                }
+                lag.set((high_watermark - position).max(0) as f64);
+                if records.is_empty() {
+                    continue;
+                }
+                let fetched = Fetched {
+                    source: index,
+                    records,
+                    high_watermark,
+                };
+                if sender.send(fetched).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                retries.increment(1);
+                tracing::warn!(task, %error, "fetch failed; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
