@@ -37,6 +37,10 @@ const NO_RETRY: RetryPolicy = RetryPolicy {
     backoff_multiplier: 1.0,
     max_backoff_ms: 0,
 };
+/// The TaskDefs' timeout: long, so a report held up on a loaded machine (the tests run
+/// beside each other on two cores) does not time a task out; with no retries, a
+/// timeout would end the order in ERROR and change the records it publishes.
+const TASK_TIMEOUT_SECONDS: i32 = 300;
 const TYPE_HEADER: &str = "weir-type";
 
 // ---------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ async fn wait_for_output_topics(cluster: &Cluster, tenant: &str) {
 /// `enable_entity_events` set to `ship_item_events` (the example's `setup` with one
 /// override, put from the start so no command can see the TaskDef without it).
 pub(crate) async fn put_orders(client: &WeirClient, tenant: &str, ship_item_events: Option<bool>) {
-    for mut def in orders::task_defs(&NO_RETRY, 30) {
+    for mut def in orders::task_defs(&NO_RETRY, TASK_TIMEOUT_SECONDS) {
         if def.name == "ship-item" {
             def.enable_entity_events = ship_item_events;
         }
