@@ -27,7 +27,7 @@ pub(crate) const EPOCH_HEADER: &str = "weir-epoch";
 pub(crate) const BATCH_HEADER: &str = "weir-batch";
 
 /// A batch identity: the task owner's epoch and the batch's number within it.
-pub(crate) type BatchId = (u64, u64);
+pub type BatchId = (u64, u64);
 
 /// One changelog record, understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,13 +40,10 @@ pub(crate) enum ChangelogEntry {
     Marker(CommitMarker),
 }
 
-/// The Kafka record of one changed key.
-pub(crate) fn data_record(
-    key: Bytes,
-    value: Option<Bytes>,
-    batch: BatchId,
-    timestamp_ms: i64,
-) -> Record {
+/// The Kafka record of one changed key (`None`: a delete) in batch `batch`. Public for
+/// tools that seed a changelog, like the bench; a batch is only applied once its
+/// [`marker_record`] follows.
+pub fn data_record(key: Bytes, value: Option<Bytes>, batch: BatchId, timestamp_ms: i64) -> Record {
     Record {
         key: Some(key.to_vec()),
         value: value.map(|v| v.to_vec()),
@@ -58,8 +55,10 @@ pub(crate) fn data_record(
     }
 }
 
-/// The Kafka record of a commit marker.
-pub(crate) fn marker_record(marker: &CommitMarker, timestamp_ms: i64) -> Record {
+/// The Kafka record of a commit marker: it closes the batch `marker` names and carries
+/// the next input offsets a restored task starts from. Public for tools that seed a
+/// changelog, like the bench.
+pub fn marker_record(marker: &CommitMarker, timestamp_ms: i64) -> Record {
     Record {
         key: Some(MARKER_KEY.to_vec()),
         value: Some(marker.encode_to_vec()),

@@ -30,7 +30,7 @@ mod timers;
 pub mod topology;
 
 pub use assignment::{PartitionAssignor, StaticAssignor};
-pub use changelog::read_committed;
+pub use changelog::{BatchId, data_record, marker_record, read_committed};
 pub use config::RuntimeConfig;
 pub use context::{InitContext, ProcessorContext};
 pub use driver::TopologyTestDriver;

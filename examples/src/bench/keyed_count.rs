@@ -1,50 +1,51 @@
 //! Workload 2, keyed-count: the input through the keyed-count processor (a counter per
 //! key read, incremented and written back, one output per record, the full commit
 //! protocol), run as its own process (the `keyed-count` binary of the same build) with
-//! an empty state directory, so its peak RSS is its own.
+//! an empty state directory, so its peak RSS is its own. The restore workload starts the
+//! same process on a seeded changelog and reads from its log when its tasks are ready.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use weir_topology::kafka::{KafkaClient, TopicPartition};
 
-use super::{BenchConfig, PARTITIONS, memory, rate};
+use super::process::ChildProcess;
+use super::{BenchConfig, PARTITIONS, rate};
 
-/// How long the processor may take to start its tasks.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the output may stand still before the run is given up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a stopping processor may take to commit and exit.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The log line a task writes once it has restored its state and is about to process.
+const TASK_READY: &str = "task ready";
 
 /// The running keyed-count process.
 #[derive(Debug)]
 pub struct Processor {
-    child: Child,
-    pid: u32,
-    ready_at: Instant,
-    log: PathBuf,
+    process: ChildProcess,
+}
+
+/// Every task of the processor ready to process: when the bench saw the last one in the
+/// log, and the changelog records each restored.
+#[derive(Debug, Clone)]
+pub struct TasksReady {
+    pub at: Instant,
+    /// Changelog records read by each task's restore, by task id.
+    pub restored_records: BTreeMap<String, u64>,
 }
 
 impl Processor {
-    /// Starts `keyed-count run` on an emptied state directory and waits until it reports
-    /// its tasks running. Its log goes to `{work_dir}/keyed-count.log`.
+    /// Starts `keyed-count run` on an emptied `{work_dir}/state` and waits until it
+    /// reports its tasks running (started; each restores its state first). Its log goes
+    /// to `{work_dir}/keyed-count.log`.
     pub async fn start(config: &BenchConfig) -> anyhow::Result<Self> {
         let state = config.work_dir.join("state");
         if state.exists() {
             std::fs::remove_dir_all(&state)
                 .with_context(|| format!("emptying {}", state.display()))?;
         }
-        std::fs::create_dir_all(&config.work_dir)
-            .with_context(|| format!("creating {}", config.work_dir.display()))?;
-        let log = config.work_dir.join("keyed-count.log");
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new(&config.processor_binary)
+        let mut command = Command::new(&config.processor_binary);
+        command
             .arg("run")
             .env(
                 "LHS_KAFKA_BOOTSTRAP_SERVERS",
@@ -52,45 +53,47 @@ impl Processor {
             )
             .env("LHS_CLUSTER_ID", &config.cluster_id)
             .env("LHS_STATE_DIR", &state)
-            .env("COUNT_PARTITIONS", PARTITIONS.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", config.processor_binary.display()))?;
-        let pid = child.id().context("the keyed-count process has no pid")?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("the keyed-count process has no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if line.contains("running tasks") {
-                    return anyhow::Ok(());
-                }
+            .env("COUNT_PARTITIONS", PARTITIONS.to_string());
+        let process = ChildProcess::start(
+            "keyed-count",
+            command,
+            config.work_dir.join("keyed-count.log"),
+            "running tasks",
+        )
+        .await?;
+        Ok(Self { process })
+    }
+
+    /// When the process was spawned.
+    pub fn started_at(&self) -> Instant {
+        self.process.started_at()
+    }
+
+    /// Waits (at most `timeout`) until the log says every one of the `tasks` tasks is
+    /// ready, each with the changelog records its restore read.
+    pub async fn wait_for_tasks_ready(
+        &self,
+        tasks: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<TasksReady> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let restored_records = tasks_ready_in(&self.process.log_text()?);
+            if restored_records.len() >= tasks {
+                return Ok(TasksReady {
+                    at: Instant::now(),
+                    restored_records,
+                });
             }
-            anyhow::bail!("keyed-count exited before its tasks ran")
-        })
-        .await;
-        match ready {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e.context(format!("see {}", log.display()))),
-            Err(_) => anyhow::bail!(
-                "keyed-count did not start within {START_TIMEOUT:?}; see {}",
-                log.display()
-            ),
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "{} of {tasks} keyed-count tasks ready within {timeout:?}; see {}",
+                    restored_records.len(),
+                    self.process.log().display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let ready_at = Instant::now();
-        // The rest of its stdout ("stopped") is read so the pipe never fills.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            child,
-            pid,
-            ready_at,
-            log,
-        })
     }
 
     /// Waits until the output topic holds one record per input record and returns the
@@ -107,7 +110,7 @@ impl Processor {
         loop {
             let produced = output_records(&partitions).await?;
             if produced >= config.records {
-                return Ok(rate(config.records, self.ready_at.elapsed()));
+                return Ok(rate(config.records, self.process.ready_at().elapsed()));
             }
             if produced > seen {
                 seen = produced;
@@ -116,7 +119,7 @@ impl Processor {
                 anyhow::bail!(
                     "keyed-count stalled at {seen} of {} outputs; see {}",
                     config.records,
-                    self.log.display()
+                    self.process.log().display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -125,30 +128,32 @@ impl Processor {
 
     /// The process's peak resident set so far, in bytes (`VmHWM`).
     pub fn peak_rss(&self) -> Option<u64> {
-        memory::peak_rss_of(self.pid)
+        self.process.peak_rss()
     }
 
-    /// Asks the process to commit and stop (SIGTERM), and kills it if it has not within
-    /// [`STOP_TIMEOUT`].
-    pub async fn stop(mut self) {
-        let signalled = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid.to_string())
-            .status()
-            .await
-            .is_ok_and(|s| s.success());
-        if signalled
-            && tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-                .await
-                .is_ok()
-        {
-            return;
-        }
-        eprintln!("keyed-count did not stop on SIGTERM; killing it");
-        if let Err(e) = self.child.kill().await {
-            eprintln!("could not kill keyed-count (pid {}): {e}", self.pid);
+    /// Asks the process to commit and stop, killing it if it lingers.
+    pub async fn stop(self) {
+        self.process.stop().await;
+    }
+}
+
+/// The tasks a keyed-count log says are ready, each with the `restored_records` of its
+/// `task ready` line (the first such line of a task that was reopened).
+pub fn tasks_ready_in(log: &str) -> BTreeMap<String, u64> {
+    let mut ready = BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(TASK_READY)) {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        };
+        if let (Some(task), Some(records)) = (
+            field("task"),
+            field("restored_records").and_then(|n| n.parse::<u64>().ok()),
+        ) {
+            ready.entry(task.to_owned()).or_insert(records);
         }
     }
+    ready
 }
 
 /// Handles on every partition of a topic the processor created.
@@ -171,4 +176,26 @@ async fn output_records(partitions: &[TopicPartition]) -> anyhow::Result<u64> {
         total += u64::try_from(partition.high_watermark().await?).unwrap_or(0);
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_tasks_are_read_from_the_log() {
+        let log = "\
+2026-11-21T12:00:00.000Z  INFO weir_topology::runtime: runtime started tasks=[\"count-0\", \"count-1\"]
+2026-11-21T12:00:01.000Z  INFO weir_topology::task::restore: restore finished task=\"count-0\" records=250051 abandoned_keys=0 epoch=2 elapsed_ms=900
+2026-11-21T12:00:01.000Z  INFO weir_topology::task::stream_task: task ready task=count-0 epoch=2 restored_records=250051
+2026-11-21T12:00:02.000Z  INFO weir_topology::task::stream_task: task ready task=count-1 epoch=1 restored_records=0
+2026-11-21T12:00:09.000Z  INFO weir_topology::task::stream_task: task ready task=count-1 epoch=2 restored_records=7
+";
+        let ready = tasks_ready_in(log);
+        assert_eq!(
+            ready,
+            BTreeMap::from([("count-0".to_owned(), 250_051), ("count-1".to_owned(), 0)])
+        );
+        assert!(tasks_ready_in("no tasks here\n").is_empty());
+    }
 }

@@ -2,20 +2,25 @@
 //! figure next to the limit it should approach. Every comparison is a ratio of two
 //! figures taken in the same run; nothing here is asserted by a test.
 //!
-//! The workloads share one input (`records` records of 100 bytes over four partitions,
-//! 100,000 distinct keys): `raw_copy` copies it with the bare Kafka client (the ceiling
-//! for anything that reads once and writes once), `keyed_count` runs the keyed-count
-//! processor on it as a child process with the full commit protocol, `latency` feeds
-//! that processor at half its measured rate and times each record to its output, and
-//! `memory` reads the processor's peak RSS. `report` turns the figures into the table
-//! and the JSON. The orders and restore workloads of issue 8 are rows marked "not
-//! measured yet".
+//! The throughput workloads share one input (`records` records of 100 bytes over four
+//! partitions, 100,000 distinct keys): `raw_copy` copies it with the bare Kafka client
+//! (the ceiling for anything that reads once and writes once), `keyed_count` runs the
+//! keyed-count processor on it as a child process with the full commit protocol, and
+//! `latency` feeds that processor at half its measured rate and times each record to
+//! its output. `orders` runs the workflow core (a `weir server`) with the output topic
+//! off and at `ALL_ENTITY_EVENTS`; `restore` seeds a keyed-count changelog and times
+//! its restore against a raw fetch of it. `memory` reads the processes' peak RSS,
+//! `process` starts and stops them, and `report` turns the figures into the table and
+//! the JSON. A workload that fails leaves its rows unmeasured and the run failed.
 
 pub mod keyed_count;
 pub mod latency;
 pub mod memory;
+pub mod orders;
+pub mod process;
 pub mod raw_copy;
 pub mod report;
+pub mod restore;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,6 +54,12 @@ pub struct BenchConfig {
     pub work_dir: PathBuf,
     /// The `keyed-count` binary of the same build as this one.
     pub processor_binary: PathBuf,
+    /// The `weir` binary of the same build, for the orders workload's server.
+    pub server_binary: PathBuf,
+    /// WfRuns per run of the orders workload.
+    pub orders: usize,
+    /// Keys of the restore workload's store.
+    pub restore_keys: u64,
     /// `debug` or `release`.
     pub profile: String,
     pub quick: bool,
@@ -123,7 +134,7 @@ pub async fn produce_input(
     Ok(())
 }
 
-/// Runs every workload built so far and reports them with the rows still to build.
+/// Runs every workload and reports them.
 pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let admin = KafkaAdmin::connect(&config.kafka).await?;
     let client = KafkaClient::connect(&config.kafka).await?;
@@ -187,7 +198,7 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
     let latency = latency.context("latency not run")??;
     rows.extend(latency.rows());
 
-    let rss_row = match peak_rss {
+    let keyed_count_rss = match peak_rss {
         Some(bytes) => Row::measured(
             "memory",
             "keyed-count peak RSS",
@@ -202,8 +213,32 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
         None => Row::not_measured("memory", "keyed-count peak RSS", "MiB", Target::AtMost(1024.0))
             .note("the process's /proc status could not be read"),
     };
-    rows.push(rss_row);
-    rows.extend(not_built_yet());
+
+    let mut failures = Vec::new();
+    eprintln!(
+        "orders: {} WfRuns with the output topic off, then at ALL_ENTITY_EVENTS",
+        config.orders
+    );
+    match orders::run(config, config.orders).await {
+        Ok(orders) => rows.extend(orders.rows()),
+        Err(e) => {
+            eprintln!("orders failed: {e:#}");
+            rows.extend(orders::unmeasured_rows(&format!("FAILED: {e:#}")));
+            failures.push(format!("orders: {e:#}"));
+        }
+    }
+
+    let (restore_rows, restore_rss) = match restore::run(config, config.restore_keys).await {
+        Ok(restore) => (restore.rows(), restore.memory_row()),
+        Err(e) => {
+            eprintln!("restore failed: {e:#}");
+            failures.push(format!("restore: {e:#}"));
+            restore::unmeasured_rows(config.restore_keys, &format!("FAILED: {e:#}"))
+        }
+    };
+    rows.extend(restore_rows);
+    rows.push(keyed_count_rss);
+    rows.push(restore_rss);
 
     Ok(Report {
         profile: config.profile.clone(),
@@ -211,6 +246,7 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
         records: config.records,
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         rows,
+        failures,
     })
 }
 
@@ -222,43 +258,19 @@ pub fn mib(bytes: u64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
 
-/// The rows of issue 8's workloads this binary does not run yet.
-fn not_built_yet() -> Vec<Row> {
-    let later = "not measured yet: this workload is not built";
-    vec![
-        Row::not_measured(
-            "orders",
-            "WfRuns/s, output topic off",
-            "rec/s",
-            Target::None,
-        )
-        .note(later),
-        Row::not_measured(
-            "orders",
-            "WfRuns/s, ALL_ENTITY_EVENTS",
-            "rec/s",
-            Target::RatioAtLeast(0.9),
-        )
-        .note(format!("{later}; target: output topic overhead <= 10%")),
-        Row::not_measured("orders", "commands/s", "rec/s", Target::None).note(later),
-        Row::not_measured("restore", "records/s", "rec/s", Target::RatioAtLeast(0.5)).note(
-            format!("{later}; baseline: raw fetch rate of the same changelog"),
-        ),
-        Row::not_measured("restore", "1,000,000 keys", "s", Target::AtMost(10.0)).note(later),
-        Row::not_measured("restore", "MB/s", "MB/s", Target::None).note(later),
-        Row::not_measured("memory", "restore peak RSS", "MiB", Target::AtMost(1024.0)).note(later),
-    ]
-}
-
 /// Deletes this run's topics and the processor's state; failures are printed, not
 /// fatal (the figures are already taken).
 async fn cleanup(config: &BenchConfig, admin: &KafkaAdmin) {
-    let prefix = format!("{}_", config.cluster_id);
+    // The workloads' own cluster ids extend this run's: `{cluster}-restore_…`.
+    let prefixes = [
+        format!("{}_", config.cluster_id),
+        format!("{}-", config.cluster_id),
+    ];
     match admin.list_topics().await {
         Ok(topics) => {
             let ours: Vec<String> = topics
                 .into_iter()
-                .filter(|t| t.starts_with(&prefix))
+                .filter(|t| prefixes.iter().any(|p| t.starts_with(p)))
                 .collect();
             if let Err(e) = admin.delete_topics(&ours).await {
                 eprintln!("could not delete this run's topics: {e}");

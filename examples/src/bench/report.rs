@@ -122,6 +122,8 @@ pub struct Report {
     /// Cores the machine offers (`available_parallelism`).
     pub cores: usize,
     pub rows: Vec<Row>,
+    /// Workloads that failed, each with its error; their rows are not measured.
+    pub failures: Vec<String>,
 }
 
 impl Report {
@@ -178,6 +180,12 @@ impl Report {
             out.push_str(&notes.join("\n"));
             out.push('\n');
         }
+        if !self.failures.is_empty() {
+            out.push('\n');
+            for failure in &self.failures {
+                out.push_str(&format!("FAILED {failure}\n"));
+            }
+        }
         out
     }
 
@@ -207,6 +215,7 @@ impl Report {
             "records": self.records,
             "cores": self.cores,
             "rows": rows,
+            "failures": self.failures,
         })
     }
 }
@@ -241,13 +250,14 @@ fn row_cells(row: &Row) -> [String; 7] {
 /// A value with its unit, to the precision that unit deserves.
 pub fn format_value(value: f64, unit: &str) -> String {
     match unit {
-        "rec/s" | "records" => {
+        "rec/s" | "records" | "runs/s" | "cmd/s" => {
             // Rounded to a whole number first; these figures are far below 2^53.
             let whole = value.max(0.0).round() as u64;
             format!("{} {unit}", thousands(whole))
         }
         "ms" | "s" => format!("{value:.1} {unit}"),
-        "MiB" | "MB/s" => format!("{value:.0} {unit}"),
+        "MiB" => format!("{value:.0} {unit}"),
+        "MB/s" => format!("{value:.1} {unit}"),
         _ => format!("{value:.2} {unit}"),
     }
 }
@@ -294,6 +304,7 @@ mod tests {
             records: 100_000,
             cores: 2,
             rows,
+            failures: Vec::new(),
         }
     }
 
@@ -368,6 +379,24 @@ mod tests {
     }
 
     #[test]
+    fn failed_workloads_are_listed_under_the_table_and_in_the_json() {
+        let mut failed = report(vec![
+            Row::not_measured("orders", "WfRuns/s", "runs/s", Target::None)
+                .note("FAILED: 3 of 5 orders COMPLETED"),
+        ]);
+        failed.failures = vec!["orders: 3 of 5 orders COMPLETED".to_owned()];
+        let table = failed.table();
+        assert!(
+            table.ends_with("\nFAILED orders: 3 of 5 orders COMPLETED\n"),
+            "{table}"
+        );
+        assert_eq!(
+            failed.json()["failures"][0],
+            "orders: 3 of 5 orders COMPLETED"
+        );
+    }
+
+    #[test]
     fn json_holds_every_row_with_nulls_for_what_is_unknown() {
         let json = report(vec![
             Row::measured("latency", "p99", 12.5, "ms").target(Target::AtMost(50.0)),
@@ -404,6 +433,9 @@ mod tests {
         assert_eq!(format_value(1234.6, "rec/s"), "1,235 rec/s");
         assert_eq!(format_value(3.26, "ms"), "3.3 ms");
         assert_eq!(format_value(1024.4, "MiB"), "1024 MiB");
+        assert_eq!(format_value(4.26, "MB/s"), "4.3 MB/s");
+        assert_eq!(format_value(61.4, "runs/s"), "61 runs/s");
+        assert_eq!(format_value(1491.0, "cmd/s"), "1,491 cmd/s");
         assert_eq!(percent(0.504), "50%");
     }
 }

@@ -2,12 +2,15 @@
 //! table (each figure next to its limit or baseline, the ratio and the target) and
 //! written as JSON.
 //!
-//! Settings from the environment: `QUICK=1` (a smaller run, about a minute),
+//! Settings from the environment: `QUICK=1` (a smaller run, a minute or two),
 //! `BENCH_RECORDS` (input records; default 1,000,000, or 300,000 with `QUICK`),
-//! `BENCH_LATENCY_SECONDS` (default 30, or 15 with `QUICK`), `BENCH_OUTPUT` (the JSON
-//! file; default `{WEIR_CACHE_DIR}/bench-results.json`) and `LHS_KAFKA_BOOTSTRAP_SERVERS`
-//! (default `127.0.0.1:9092`). The processor is the `keyed-count` binary next to this
-//! one, so both come from the same build, whose profile the table names.
+//! `BENCH_LATENCY_SECONDS` (default 30, or 15 with `QUICK`), `BENCH_ORDERS` (WfRuns per
+//! orders run; default 5,000, or 500 with `QUICK`), `BENCH_RESTORE_KEYS` (default
+//! 1,000,000, or 250,000 with `QUICK`), `BENCH_OUTPUT` (the JSON file; default
+//! `{WEIR_CACHE_DIR}/bench-results.json`) and `LHS_KAFKA_BOOTSTRAP_SERVERS` (default
+//! `127.0.0.1:9092`). The processes it measures are the `keyed-count` and `weir` binaries
+//! next to this one, so all come from the same build, whose profile the table names. It
+//! exits with an error, after printing the table, when a workload failed.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,6 +24,11 @@ async fn main() -> anyhow::Result<()> {
     let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let records = number("BENCH_RECORDS", if quick { 300_000 } else { 1_000_000 })?;
     let latency_seconds = number("BENCH_LATENCY_SECONDS", if quick { 15 } else { 30 })?;
+    let orders = number("BENCH_ORDERS", if quick { 500 } else { 5_000 })?;
+    let restore_keys = number(
+        "BENCH_RESTORE_KEYS",
+        if quick { 250_000 } else { 1_000_000 },
+    )?;
     let cache = std::env::var_os("WEIR_CACHE_DIR").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir"),
         PathBuf::from,
@@ -50,11 +58,14 @@ async fn main() -> anyhow::Result<()> {
         latency_duration: Duration::from_secs(latency_seconds),
         work_dir: cache.join("bench"),
         processor_binary: binary_dir.join("keyed-count"),
+        server_binary: binary_dir.join("weir"),
+        orders: usize::try_from(orders).context("BENCH_ORDERS is too large")?,
+        restore_keys,
         profile: profile.to_owned(),
         quick,
     };
     eprintln!(
-        "weir bench: {profile} build ({}), broker {bootstrap}, {records} records{}",
+        "weir bench: {profile} build ({}), broker {bootstrap}, {records} records, {orders} orders, {restore_keys} restore keys{}",
         binary_dir.display(),
         if profile == "debug" {
             "; a debug build is far slower than release, but a release build compiles RocksDB's C++ again (about 20 minutes on 2 cores)"
@@ -69,6 +80,12 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&output, json + "\n")
         .with_context(|| format!("writing {}", output.display()))?;
     println!("JSON: {}", output.display());
+    anyhow::ensure!(
+        report.failures.is_empty(),
+        "{} workload(s) failed: {}",
+        report.failures.len(),
+        report.failures.join("; ")
+    );
     Ok(())
 }
 

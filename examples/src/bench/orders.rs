@@ -1,0 +1,630 @@
+//! Workload 3, orders: the workflow core. A `weir server` (the binary of the same build,
+//! as a child process) runs `orders` WfRuns of the seed's workflow, with the example's
+//! three workers in this process answering at once and every shipped item delivered as
+//! soon as it ships. Measured twice, each on a fresh cluster id and server so neither
+//! run sees the other's state: with the tenant's output topic off, and with it at
+//! `ALL_ENTITY_EVENTS` (which also publishes the WfSpec's public variable,
+//! `order-status`). Each run is timed from its first RunWf sent to the last WfRun
+//! COMPLETED committed (the `wf-runs` changelog's last growth) and must complete every
+//! run with the expected variables, or the workload fails.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use weir_processor::client::{WeirClient, accepted};
+use weir_processor::config::WeirConfig;
+use weir_processor::core::store_names;
+use weir_processor::inspect;
+use weir_processor::topics::CoreTopics;
+use weir_proto::metadata_command::Command as Meta;
+use weir_proto::output_topic_config::OutputTopicRecordingLevel;
+use weir_proto::variable_value::Value;
+use weir_proto::{
+    LhStatus, OutputTopicConfig, PutExternalEventDefRequest, PutTenantRequest, PutWfSpecRequest,
+    RetryPolicy, RunWfRequest, VariableValue,
+};
+use weir_topology::Topology;
+use weir_topology::kafka::{KafkaAdmin, KafkaClient, TopicPartition};
+
+use super::process::ChildProcess;
+use super::report::{Row, Target, thousands};
+use super::{BenchConfig, rate};
+use crate::orders::{self, Workers};
+
+/// The tenant both runs use (each on its own cluster).
+const TENANT: &str = "bench";
+/// No retries: a task the workers fail leaves its WfRun in ERROR, which fails the run.
+const NO_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 0,
+    initial_backoff_ms: 0,
+    backoff_multiplier: 1.0,
+    max_backoff_ms: 0,
+};
+/// Each TaskDef's timeout: an hour, longer than any run.
+const TASK_TIMEOUT_SECONDS: i32 = 3_600;
+/// How long the server may take to create a newly enabled tenant's output topics.
+const OUTPUT_TOPICS_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the `wf-runs` changelog's end is read, to see when the last run completed.
+const GROWTH_SAMPLE: Duration = Duration::from_millis(25);
+/// How long the `wf-runs` changelog must stand still before the runs are read to see
+/// whether all finished.
+const QUIET: Duration = Duration::from_secs(1);
+/// How long each command's result may take; orders are all sent before any result is
+/// waited for.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the deliveries may still wait for results once every order completed.
+const DELIVERY_DRAIN: Duration = Duration::from_secs(30);
+/// RunWf commands being sent at once.
+const START_IN_FLIGHT: usize = 64;
+/// The slowest rate the wait for completion allows, on top of a minute.
+const SLOWEST_RUNS_PER_SECOND: u64 = 2;
+
+/// The tenant's output topic in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputTopic {
+    Off,
+    AllEntityEvents,
+}
+
+impl OutputTopic {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::AllEntityEvents => "events",
+        }
+    }
+
+    fn figure(self) -> &'static str {
+        match self {
+            Self::Off => "output topic off",
+            Self::AllEntityEvents => "ALL_ENTITY_EVENTS",
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct OrdersRun {
+    pub output_topic: OutputTopic,
+    /// Partitions of `core-cmd` (and so of the core's tasks).
+    pub partitions: i32,
+    /// WfRuns started, every one COMPLETED.
+    pub runs: u64,
+    /// From the first RunWf sent to the last WfRun COMPLETED committed.
+    pub elapsed: Duration,
+    /// How long sending the RunWf commands took (within `elapsed`).
+    pub start_elapsed: Duration,
+    /// Records appended to `core-cmd` in that time.
+    pub commands: u64,
+    /// Records on the tenant's execution-output topic.
+    pub output_records: u64,
+}
+
+impl OrdersRun {
+    /// Completed WfRuns per second.
+    pub fn runs_per_second(&self) -> f64 {
+        rate(self.runs, self.elapsed)
+    }
+
+    /// Commands per second.
+    pub fn commands_per_second(&self) -> f64 {
+        rate(self.commands, self.elapsed)
+    }
+
+    fn per_run(&self, count: u64) -> f64 {
+        // Counts stay far below 2^53.
+        #[allow(clippy::cast_precision_loss)]
+        let (count, runs) = (count as f64, self.runs.max(1) as f64);
+        count / runs
+    }
+}
+
+/// Both runs.
+#[derive(Debug, Clone)]
+pub struct Orders {
+    pub off: OrdersRun,
+    pub events: OrdersRun,
+}
+
+impl Orders {
+    /// WfRuns/s of each run (ALL_ENTITY_EVENTS against off: overhead at most 10%) and
+    /// commands/s of each.
+    pub fn rows(&self) -> Vec<Row> {
+        let how = |run: &OrdersRun| {
+            format!(
+                "{} orders WfRuns (3 tasks, with a {TASK_TIMEOUT_SECONDS} s timeout that never fires here, and an event each) on a fresh `weir server` ({} partitions); the example's workers in the bench process, RunWfs ({START_IN_FLIGHT} in flight, {:.1} s to send) and deliveries sent without waiting for results; from the first RunWf sent to the last WfRun COMPLETED committed, {:.1} s",
+                thousands(run.runs),
+                run.partitions,
+                run.start_elapsed.as_secs_f64(),
+                run.elapsed.as_secs_f64()
+            )
+        };
+        let (off, events) = (&self.off, &self.events);
+        vec![
+            Row::measured(
+                "orders",
+                "WfRuns/s, output topic off",
+                off.runs_per_second(),
+                "runs/s",
+            )
+            .note(how(off)),
+            Row::measured(
+                "orders",
+                "WfRuns/s, ALL_ENTITY_EVENTS",
+                events.runs_per_second(),
+                "runs/s",
+            )
+            .against("output topic off", off.runs_per_second())
+            .target(Target::RatioAtLeast(0.9))
+            .note(format!(
+                "{}; the tenant at ALL_ENTITY_EVENTS, the public variable order-status published: {} output records, {:.1} per WfRun; target: output topic overhead <= 10%",
+                how(events),
+                thousands(events.output_records),
+                events.per_run(events.output_records)
+            )),
+            Row::measured(
+                "orders",
+                "commands/s, output topic off",
+                off.commands_per_second(),
+                "cmd/s",
+            )
+            .note(format!(
+                "records appended to core-cmd in the same window: {}, {:.1} per WfRun",
+                thousands(off.commands),
+                off.per_run(off.commands)
+            )),
+            Row::measured(
+                "orders",
+                "commands/s, ALL_ENTITY_EVENTS",
+                events.commands_per_second(),
+                "cmd/s",
+            )
+            .against("output topic off", off.commands_per_second())
+            .note(format!(
+                "{} commands, {:.1} per WfRun",
+                thousands(events.commands),
+                events.per_run(events.commands)
+            )),
+        ]
+    }
+}
+
+/// The orders rows of a run in which the workload was not measured, each with `note`.
+pub fn unmeasured_rows(note: &str) -> Vec<Row> {
+    vec![
+        Row::not_measured(
+            "orders",
+            "WfRuns/s, output topic off",
+            "runs/s",
+            Target::None,
+        ),
+        Row::not_measured(
+            "orders",
+            "WfRuns/s, ALL_ENTITY_EVENTS",
+            "runs/s",
+            Target::RatioAtLeast(0.9),
+        ),
+        Row::not_measured(
+            "orders",
+            "commands/s, output topic off",
+            "cmd/s",
+            Target::None,
+        ),
+        Row::not_measured(
+            "orders",
+            "commands/s, ALL_ENTITY_EVENTS",
+            "cmd/s",
+            Target::None,
+        ),
+    ]
+    .into_iter()
+    .map(|row| row.note(note))
+    .collect()
+}
+
+/// The cluster id of one run: `{cluster}-orders-off` or `{cluster}-orders-events`.
+pub fn cluster_id(config: &BenchConfig, output_topic: OutputTopic) -> String {
+    format!("{}-orders-{}", config.cluster_id, output_topic.label())
+}
+
+/// Runs `count` orders with the output topic off, then with `ALL_ENTITY_EVENTS`.
+pub async fn run(config: &BenchConfig, count: usize) -> anyhow::Result<Orders> {
+    let off = run_once(config, OutputTopic::Off, count).await?;
+    let events = run_once(config, OutputTopic::AllEntityEvents, count).await?;
+    Ok(Orders { off, events })
+}
+
+/// One run on its own cluster id and server, which is stopped (and its state removed)
+/// whatever the outcome.
+async fn run_once(
+    config: &BenchConfig,
+    output_topic: OutputTopic,
+    count: usize,
+) -> anyhow::Result<OrdersRun> {
+    let cluster = cluster_id(config, output_topic);
+    let work_dir = config
+        .work_dir
+        .join(format!("orders-{}", output_topic.label()));
+    let state = work_dir.join("state");
+    if state.exists() {
+        std::fs::remove_dir_all(&state).with_context(|| format!("emptying {}", state.display()))?;
+    }
+    let bootstrap = config.kafka.bootstrap_servers.join(",");
+    let env = BTreeMap::from([
+        ("LHS_KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("LHS_CLUSTER_ID", cluster.clone()),
+        ("LHS_STATE_DIR", state.display().to_string()),
+    ]);
+    let weir_config = WeirConfig::from_lookup(|name| env.get(name).cloned())?;
+    eprintln!(
+        "orders ({}): starting a weir server for cluster {cluster}",
+        output_topic.figure()
+    );
+    let mut command = Command::new(&config.server_binary);
+    command.arg("server").envs(&env);
+    let server = ChildProcess::start(
+        "weir server",
+        command,
+        work_dir.join("weir-server.log"),
+        "weir server running tasks ",
+    )
+    .await?;
+    let measured = measure(&weir_config, output_topic, count).await;
+    server.stop().await;
+    if let Err(e) = std::fs::remove_dir_all(&state) {
+        eprintln!("could not remove {}: {e}", state.display());
+    }
+    measured.with_context(|| format!("see {}", work_dir.join("weir-server.log").display()))
+}
+
+async fn measure(
+    config: &WeirConfig,
+    output_topic: OutputTopic,
+    count: usize,
+) -> anyhow::Result<OrdersRun> {
+    let client = WeirClient::connect(config)
+        .await?
+        .with_timeout(RESULT_TIMEOUT);
+    let output_config = match output_topic {
+        OutputTopic::Off => None,
+        OutputTopic::AllEntityEvents => Some(OutputTopicConfig {
+            default_recording_level: OutputTopicRecordingLevel::AllEntityEvents as i32,
+        }),
+    };
+    accepted(
+        client
+            .send_metadata(
+                TENANT,
+                Meta::PutTenant(PutTenantRequest {
+                    id: TENANT.to_owned(),
+                    output_topic_config: output_config,
+                }),
+            )
+            .await?,
+    )
+    .context("putting the tenant")?;
+    let topics = CoreTopics::new(config);
+    let kafka = KafkaClient::connect(&config.kafka()).await?;
+    if output_topic == OutputTopic::AllEntityEvents {
+        wait_for_output_topics(config, &topics).await?;
+    }
+    put_orders_metadata(&client).await?;
+
+    let (shipped, deliveries) = mpsc::unbounded_channel();
+    let workers = Workers::start(config, TENANT, Some(shipped)).await?;
+    let mut delivery = tokio::spawn(deliver_at_once(client.clone(), deliveries));
+    let measured = drive(config, &client, &kafka, &topics, count).await;
+    // Stopping the workers closes the deliveries' channel, so the delivery ends once
+    // every event it posted has its result.
+    let stats = workers.stop().await;
+    let delivered = match &measured {
+        Ok(_) => tokio::time::timeout(DELIVERY_DRAIN, &mut delivery)
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    delivery.abort();
+    let (runs, elapsed, start_elapsed, commands) = measured?;
+    for stat in stats? {
+        anyhow::ensure!(stat.failed == 0, "a worker failed tasks: {stat:?}");
+    }
+    match delivered {
+        Some(joined) => joined.context("the delivery panicked")??,
+        None => anyhow::bail!(
+            "deliveries still waited for results {DELIVERY_DRAIN:?} after every order completed"
+        ),
+    }
+    let output_records = match output_topic {
+        OutputTopic::Off => 0,
+        OutputTopic::AllEntityEvents => {
+            let records = end_offsets(
+                &partitions(
+                    &kafka,
+                    &topics.execution_output(TENANT),
+                    topics.output_partitions,
+                )
+                .await?,
+            )
+            .await?;
+            anyhow::ensure!(
+                records > 0,
+                "nothing was published to {} at ALL_ENTITY_EVENTS",
+                topics.execution_output(TENANT)
+            );
+            records
+        }
+    };
+    Ok(OrdersRun {
+        output_topic,
+        partitions: topics.partitions,
+        runs,
+        elapsed,
+        start_elapsed,
+        commands,
+        output_records,
+    })
+}
+
+/// Starts the orders, waits for every one to finish and checks they all COMPLETED with
+/// the expected variables; returns the runs, the time from the first RunWf to the last
+/// completion, the time sending the RunWfs took and the commands appended meanwhile.
+async fn drive(
+    config: &WeirConfig,
+    client: &WeirClient,
+    kafka: &KafkaClient,
+    topics: &CoreTopics,
+    count: usize,
+) -> anyhow::Result<(u64, Duration, Duration, u64)> {
+    let commands = partitions(kafka, &topics.core_cmd(), topics.partitions).await?;
+    let wf_runs_changelog = partitions(
+        kafka,
+        &Topology::changelog_topic(&config.cluster_id, store_names::WF_RUNS),
+        topics.partitions,
+    )
+    .await?;
+    let commands_before = end_offsets(&commands).await?;
+    let (stop_watching, stopped) = watch::channel(false);
+    let (grew, last_growth) = watch::channel(None);
+    let watcher = tokio::spawn(watch_growth(wf_runs_changelog, grew, stopped));
+
+    let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
+    eprintln!("orders: starting {count} WfRuns");
+    let started = Instant::now();
+    start_orders_at_once(client, &prefix, count).await?;
+    let start_elapsed = started.elapsed();
+    let timeout =
+        Duration::from_secs(60 + u64::try_from(count).unwrap_or(0) / SLOWEST_RUNS_PER_SECOND);
+    let runs = loop {
+        tokio::time::sleep(QUIET / 2).await;
+        let quiet = last_growth.borrow().is_none_or(|at| at.elapsed() >= QUIET);
+        let timed_out = started.elapsed() > timeout;
+        if !quiet && !timed_out {
+            continue;
+        }
+        // Reading every committed run costs the server CPU, so only once it is quiet.
+        let runs = inspect::wf_runs(kafka, &config.cluster_id, topics, TENANT).await?;
+        let finished = runs
+            .iter()
+            .filter(|(id, run)| {
+                id.starts_with(&format!("{prefix}-")) && run.status() != LhStatus::Running
+            })
+            .count();
+        eprintln!("orders: {finished}/{count} finished");
+        if finished >= count || timed_out {
+            break runs;
+        }
+    };
+    let _ = stop_watching.send(true);
+    watcher.await.context("the changelog watcher panicked")??;
+    let completed_at = *last_growth.borrow();
+    let commands_after = end_offsets(&commands).await?;
+
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for n in 0..count {
+        let id = orders::order_id(&prefix, n);
+        match runs.get(&id) {
+            Some(run) if run.status() == LhStatus::Completed => {
+                *by_status.entry("COMPLETED".to_owned()).or_default() += 1;
+                if run.variables != orders::expected_variables(n) {
+                    wrong.push(id);
+                }
+            }
+            Some(run) => *by_status.entry(format!("{:?}", run.status())).or_default() += 1,
+            None => *by_status.entry("not started".to_owned()).or_default() += 1,
+        }
+    }
+    let completed = by_status.get("COMPLETED").copied().unwrap_or(0);
+    anyhow::ensure!(
+        completed == count,
+        "{completed} of {count} orders COMPLETED within {timeout:?}; by status: {by_status:?}"
+    );
+    anyhow::ensure!(
+        wrong.is_empty(),
+        "{} orders COMPLETED without the expected variables, first {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    let completed_at = completed_at.context("the wf-runs changelog never grew")?;
+    Ok((
+        u64::try_from(count).unwrap_or(0),
+        completed_at.duration_since(started),
+        start_elapsed,
+        commands_after.saturating_sub(commands_before),
+    ))
+}
+
+/// Puts what the example's `orders::setup` puts, with TaskDefs whose timeout outlasts
+/// the run: a claimed task's timeout timer is a record the core appends to `core-cmd`
+/// and processes when it fires, so with the example's 30 s a run longer than that
+/// would count (and pay for) timers that a shorter run does not.
+async fn put_orders_metadata(client: &WeirClient) -> anyhow::Result<()> {
+    for def in orders::task_defs(&NO_RETRY, TASK_TIMEOUT_SECONDS) {
+        let name = def.name.clone();
+        accepted(client.put_task_def(TENANT, def).await?)
+            .with_context(|| format!("putting TaskDef {name}"))?;
+    }
+    let event = Meta::PutExternalEventDef(PutExternalEventDefRequest {
+        name: orders::DELIVERED.to_owned(),
+        enable_entity_events: None,
+    });
+    accepted(client.send_metadata(TENANT, event).await?).context("putting the event def")?;
+    let spec = orders::wf_spec();
+    let request = Meta::PutWfSpec(PutWfSpecRequest {
+        name: orders::WF_SPEC.to_owned(),
+        thread_specs: spec.thread_specs,
+        entrypoint_thread_name: spec.entrypoint_thread_name,
+        enable_entity_events: spec.enable_entity_events,
+    });
+    accepted(client.send_metadata(TENANT, request).await?).context("putting the WfSpec")?;
+    Ok(())
+}
+
+/// Starts the orders the example's `orders::start_orders` starts (ids
+/// `orders::order_id`, inputs from `orders::expected_variables`), with up to
+/// [`START_IN_FLIGHT`] RunWf commands being sent at once instead of one after another,
+/// then checks every one was accepted.
+async fn start_orders_at_once(
+    client: &WeirClient,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    let mut sends = JoinSet::new();
+    let mut pending = Vec::with_capacity(count);
+    for n in 0..count {
+        if sends.len() >= START_IN_FLIGHT
+            && let Some(sent) = sends.join_next().await
+        {
+            pending.push(sent.context("a RunWf send panicked")??);
+        }
+        let request = RunWfRequest {
+            wf_spec_name: orders::WF_SPEC.to_owned(),
+            variables: orders::expected_variables(n)
+                .into_iter()
+                .filter(|(name, _)| name != "order-status")
+                .collect(),
+            id: Some(orders::order_id(prefix, n)),
+            ..Default::default()
+        };
+        let client = client.clone();
+        sends.spawn(async move { client.submit_run_wf(TENANT, request).await });
+    }
+    while let Some(sent) = sends.join_next().await {
+        pending.push(sent.context("a RunWf send panicked")??);
+    }
+    for result in pending {
+        accepted(result.wait().await?).context("starting an order")?;
+    }
+    Ok(())
+}
+
+/// Posts `item-delivered` for each shipped order as soon as it ships, without waiting
+/// for one result before sending the next (the example's `orders::deliver` waits for
+/// each, which would make one result round trip per order the ceiling here). Every
+/// event must be accepted.
+async fn deliver_at_once(
+    client: WeirClient,
+    mut shipped: mpsc::UnboundedReceiver<String>,
+) -> anyhow::Result<()> {
+    let mut results: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    while let Some(wf_run) = shipped.recv().await {
+        let client = client.clone();
+        results.spawn(async move {
+            let content = VariableValue {
+                value: Some(Value::Str("left at the door".to_owned())),
+            };
+            // The guid the example uses: a re-shipped order is delivered once.
+            let guid = Some(format!("{wf_run}-delivered"));
+            let pending = client
+                .submit_post_event(TENANT, &wf_run, orders::DELIVERED, content, guid)
+                .await?;
+            accepted(pending.wait().await?).with_context(|| format!("delivering {wf_run}"))?;
+            Ok(())
+        });
+        while let Some(done) = results.try_join_next() {
+            done.context("a delivery panicked")??;
+        }
+    }
+    while let Some(done) = results.join_next().await {
+        done.context("a delivery panicked")??;
+    }
+    Ok(())
+}
+
+/// Waits until the server has created the tenant's output topics.
+async fn wait_for_output_topics(config: &WeirConfig, topics: &CoreTopics) -> anyhow::Result<()> {
+    let admin = KafkaAdmin::connect(&config.kafka()).await?;
+    let wanted = [
+        topics.execution_output(TENANT),
+        topics.metadata_output(TENANT),
+    ];
+    let deadline = Instant::now() + OUTPUT_TOPICS_TIMEOUT;
+    loop {
+        let existing = admin.list_topics().await?;
+        if wanted.iter().all(|t| existing.contains(t)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the server did not create {wanted:?} within {OUTPUT_TOPICS_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Handles on partitions `0..count` of `topic`.
+async fn partitions(
+    kafka: &KafkaClient,
+    topic: &str,
+    count: i32,
+) -> anyhow::Result<Vec<TopicPartition>> {
+    let mut handles = Vec::new();
+    for partition in 0..count {
+        handles.push(kafka.partition(topic, partition).await?);
+    }
+    Ok(handles)
+}
+
+/// The sum of the partitions' high watermarks (read from fetches, which every broker
+/// answers right), all read at once.
+async fn end_offsets(partitions: &[TopicPartition]) -> anyhow::Result<u64> {
+    let mut reads = JoinSet::new();
+    for partition in partitions {
+        let partition = partition.clone();
+        reads.spawn(async move { partition.high_watermark().await });
+    }
+    let mut total = 0;
+    while let Some(read) = reads.join_next().await {
+        total += u64::try_from(read.context("a high watermark read panicked")??).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// Reads the partitions' end every [`GROWTH_SAMPLE`] until `stop`, publishing on
+/// `grew` when it last saw it grow.
+async fn watch_growth(
+    partitions: Vec<TopicPartition>,
+    grew: watch::Sender<Option<Instant>>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut end = end_offsets(&partitions).await?;
+    loop {
+        let stopping = *stop.borrow_and_update();
+        let now_end = end_offsets(&partitions).await?;
+        if now_end != end {
+            end = now_end;
+            grew.send_replace(Some(Instant::now()));
+        }
+        if stopping {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(GROWTH_SAMPLE) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
