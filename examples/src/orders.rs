@@ -226,6 +226,9 @@ pub fn order_id(prefix: &str, n: usize) -> String {
     format!("{prefix}-{n}")
 }
 
+/// Orders whose RunWf commands are being produced at once (they share requests).
+const SUBMITTED_AT_ONCE: usize = 100;
+
 /// Starts `orders` runs named `{prefix}-{n}`, waiting for each to be accepted.
 pub async fn start_orders(
     client: &WeirClient,
@@ -234,6 +237,7 @@ pub async fn start_orders(
     orders: usize,
 ) -> anyhow::Result<()> {
     let mut pending = Vec::with_capacity(orders);
+    let mut submits = tokio::task::JoinSet::new();
     for n in 0..orders {
         let request = weir_proto::RunWfRequest {
             wf_spec_name: WF_SPEC.to_owned(),
@@ -244,7 +248,16 @@ pub async fn start_orders(
             id: Some(order_id(prefix, n)),
             ..Default::default()
         };
-        pending.push(client.submit_run_wf(tenant, request).await?);
+        let (client, tenant) = (client.clone(), tenant.to_owned());
+        submits.spawn(async move { client.submit_run_wf(&tenant, request).await });
+        if submits.len() >= SUBMITTED_AT_ONCE
+            && let Some(submitted) = submits.join_next().await
+        {
+            pending.push(submitted.context("submitting an order")??);
+        }
+    }
+    while let Some(submitted) = submits.join_next().await {
+        pending.push(submitted.context("submitting an order")??);
     }
     for result in pending {
         accepted(result.wait().await?).context("starting an order")?;
@@ -258,22 +271,44 @@ pub async fn deliver(
     tenant: String,
     mut shipped: mpsc::UnboundedReceiver<String>,
 ) -> anyhow::Result<usize> {
+    // Each delivery waits for its result; many are in flight at once.
+    let mut posts = tokio::task::JoinSet::new();
     let mut delivered = 0;
-    while let Some(wf_run) = shipped.recv().await {
-        let content = VariableValue {
-            value: Some(Value::Str("left at the door".to_owned())),
-        };
-        // The event's guid is the run's, so a re-shipped order is delivered once.
-        let guid = Some(format!("{wf_run}-delivered"));
-        accepted(
-            client
-                .post_event(&tenant, &wf_run, DELIVERED, content, guid)
-                .await?,
-        )
-        .with_context(|| format!("delivering {wf_run}"))?;
+    loop {
+        tokio::select! {
+            next = shipped.recv() => match next {
+                Some(wf_run) => {
+                    posts.spawn(post_delivery(client.clone(), tenant.clone(), wf_run));
+                }
+                None => break,
+            },
+            Some(posted) = posts.join_next(), if !posts.is_empty() => {
+                posted.context("posting a delivery")??;
+                delivered += 1;
+            }
+        }
+    }
+    while let Some(posted) = posts.join_next().await {
+        posted.context("posting a delivery")??;
         delivered += 1;
     }
     Ok(delivered)
+}
+
+/// Posts `item-delivered` to one run and waits for it to be accepted.
+async fn post_delivery(client: WeirClient, tenant: String, wf_run: String) -> anyhow::Result<()> {
+    let content = VariableValue {
+        value: Some(Value::Str("left at the door".to_owned())),
+    };
+    // The event's guid is the run's, so a re-shipped order is delivered once.
+    let guid = Some(format!("{wf_run}-delivered"));
+    accepted(
+        client
+            .post_event(&tenant, &wf_run, DELIVERED, content, guid)
+            .await?,
+    )
+    .with_context(|| format!("delivering {wf_run}"))?;
+    Ok(())
 }
 
 /// Starts the example's three workers for `tenant` and the delivery of each item they

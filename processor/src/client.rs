@@ -20,7 +20,7 @@ use weir_proto::{
     CompleteUserTaskRunRequest, MetadataCommand, PutExternalEventRequest, PutTaskDefRequest,
     RunWfRequest, UserTaskRunId, VariableValue, WfRunId, command, metadata_command,
 };
-use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, TopicPartition};
+use weir_topology::kafka::{BatchingProducer, KafkaAdmin, KafkaClient, KafkaError, TopicPartition};
 
 use crate::config::WeirConfig;
 use crate::topics::{CoreTopics, command_record, command_time_now, partition_for_key};
@@ -106,8 +106,9 @@ pub struct WeirClient {
 struct Inner {
     config: WeirConfig,
     topics: CoreTopics,
-    metadata_cmd: TopicPartition,
-    core_cmd: Vec<TopicPartition>,
+    metadata_cmd: BatchingProducer,
+    /// Commands submitted at once share produce requests.
+    core_cmd: Vec<BatchingProducer>,
     waiters: Waiters,
     id_prefix: String,
     next_id: AtomicU64,
@@ -190,10 +191,13 @@ impl WeirClient {
         // behind the tailers' waiting fetches.
         let producer = KafkaClient::connect(&kafka).await?;
         let consumer = KafkaClient::connect(&kafka).await?;
-        let metadata_cmd = producer.partition(&topics.metadata_cmd(), 0).await?;
+        let metadata_cmd =
+            BatchingProducer::new(producer.partition(&topics.metadata_cmd(), 0).await?);
         let mut core_cmd = Vec::new();
         for partition in 0..partitions[&topics.core_cmd()] {
-            core_cmd.push(producer.partition(&topics.core_cmd(), partition).await?);
+            core_cmd.push(BatchingProducer::new(
+                producer.partition(&topics.core_cmd(), partition).await?,
+            ));
         }
         // Every tailer starts where the topic ends now, before anything is sent, so no
         // answer to this client's commands can be missed.
@@ -337,7 +341,7 @@ impl WeirClient {
     /// Registers a waiter for `command_id`, then produces the command.
     async fn produce(
         &self,
-        partition: &TopicPartition,
+        partition: &BatchingProducer,
         tenant: &str,
         command_id: String,
         key: Vec<u8>,
@@ -353,9 +357,7 @@ impl WeirClient {
             waiters: Arc::clone(&self.inner.waiters),
             timeout: self.timeout,
         };
-        partition
-            .produce(vec![command_record(tenant, key, value)])
-            .await?;
+        partition.send(command_record(tenant, key, value)).await?;
         Ok(pending)
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use prost::Message;
 use weir_proto::Command;
-use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, TopicPartition};
+use weir_topology::kafka::{BatchingProducer, KafkaAdmin, KafkaClient, KafkaError};
 
 use super::WorkerStats;
 use super::backoff::Backoff;
@@ -27,8 +27,9 @@ pub(super) struct Shared {
     pub(super) shutdown_grace: Duration,
     pub(super) client: KafkaClient,
     pub(super) admin: KafkaAdmin,
-    /// Producers of `core-cmd`, by partition, connected on first use.
-    pub(super) command_handles: tokio::sync::Mutex<BTreeMap<i32, TopicPartition>>,
+    /// Producers of `core-cmd`, by partition, connected on first use; the claims and
+    /// reports of tasks running at once share requests.
+    pub(super) command_handles: tokio::sync::Mutex<BTreeMap<i32, BatchingProducer>>,
     pub(super) counters: Counters,
     pub(super) metrics: OutcomeMetrics,
 }
@@ -76,7 +77,7 @@ impl Shared {
         let mut backoff = Backoff::new();
         loop {
             let result = match self.command_handle(partition).await {
-                Ok(handle) => handle.produce(vec![record.clone()]).await,
+                Ok(handle) => handle.send(record.clone()).await,
                 Err(error) => Err(error),
             };
             match result {
@@ -93,12 +94,12 @@ impl Shared {
         }
     }
 
-    async fn command_handle(&self, partition: i32) -> Result<TopicPartition, KafkaError> {
+    async fn command_handle(&self, partition: i32) -> Result<BatchingProducer, KafkaError> {
         let mut handles = self.command_handles.lock().await;
         if let Some(handle) = handles.get(&partition) {
             return Ok(handle.clone());
         }
-        let handle = self.client.partition(&self.core_cmd, partition).await?;
+        let handle = BatchingProducer::new(self.client.partition(&self.core_cmd, partition).await?);
         handles.insert(partition, handle.clone());
         Ok(handle)
     }

@@ -6,12 +6,14 @@
 //! broker's quirks.
 
 mod admin;
+mod batching;
 mod client;
 mod connection;
 mod error;
 mod groups;
 
 pub use admin::{CreateOutcome, KafkaAdmin, PartitionInfo, TopicDescription, TopicSpec};
+pub use batching::BatchingProducer;
 pub use client::{KafkaClient, KafkaConfig, TopicPartition};
 pub use error::KafkaError;
 pub use rskafka::record::{Record, RecordAndOffset};

@@ -3,6 +3,9 @@
 //! committed) the previous ones. The loops hand fetched records to the task over one
 //! bounded channel, so a task that falls behind stops its loops from reading further.
 //!
+//! [`read_range`] does the same for a bounded range (a changelog being restored), so
+//! the next records arrive while the previous ones are written to RocksDB.
+//!
 //! The loops own the read-ahead position only; what counts as processed is the task's
 //! business (its sources' positions, committed with each batch). A loop that finds its
 //! position past the partition's end (the topic was recreated, or the broker lost
@@ -14,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::kafka::{RecordAndOffset, TopicPartition};
+use crate::kafka::{KafkaError, RecordAndOffset, TopicPartition};
 
 /// Bytes per input fetch.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
@@ -151,5 +154,61 @@ async fn fetch_loop(
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
+    }
+}
+
+/// Reads `[start, end)` of a partition ahead of the caller, `fetch_bytes` per fetch and
+/// at most [`READ_AHEAD`] fetches ahead. Record sets arrive in offset order, each
+/// holding only offsets in the range; the channel closes after the last one, or after
+/// the first error (which it carries). A fetch that returns nothing ends the range
+/// early (the log ends before `end`).
+pub(crate) fn read_range(
+    handle: TopicPartition,
+    start: i64,
+    end: i64,
+    fetch_bytes: i32,
+) -> ReadRange {
+    let (sender, received) = mpsc::channel(READ_AHEAD);
+    let reader = tokio::spawn(async move {
+        let mut offset = start;
+        while offset < end {
+            let records = match handle.fetch(offset, fetch_bytes, Duration::ZERO).await {
+                Ok((records, _)) => records,
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            };
+            let records: Vec<RecordAndOffset> = records
+                .into_iter()
+                .filter(|r| r.offset >= offset && r.offset < end)
+                .collect();
+            let Some(last) = records.last() else { return };
+            offset = last.offset + 1;
+            if sender.send(Ok(records)).await.is_err() {
+                return;
+            }
+        }
+    });
+    ReadRange { received, reader }
+}
+
+/// The records of a range being read ahead; dropping it stops the reading.
+#[derive(Debug)]
+pub(crate) struct ReadRange {
+    received: mpsc::Receiver<Result<Vec<RecordAndOffset>, KafkaError>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl ReadRange {
+    /// The next records of the range, `None` once it is read.
+    pub(crate) async fn next(&mut self) -> Option<Result<Vec<RecordAndOffset>, KafkaError>> {
+        self.received.recv().await
+    }
+}
+
+impl Drop for ReadRange {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }

@@ -1,7 +1,9 @@
 //! Restore: bring a task's RocksDB up to date from its changelogs before it processes.
 //!
 //! Each store's changelog partition is read from the checkpointed position (or its
-//! start) to the high watermark; complete batches are applied in large WriteBatches.
+//! start) to the high watermark, the next fetch under way while a record set is
+//! applied ([`fetcher::read_range`]); complete batches go to RocksDB in large
+//! WriteBatches.
 //! What follows a store's last marker is its tail: a batch whose commit was cut short.
 //! Because every store's data is acknowledged before any store's marker is written, a
 //! tail batch whose marker reached *another* store did commit, and is applied. Any
@@ -20,6 +22,7 @@ use crate::changelog::{self, BatchAssembler, BatchId, ChangelogEntry};
 use crate::error::RuntimeError;
 use crate::kafka::TopicPartition;
 use crate::metrics::TaskMetrics;
+use crate::task::fetcher;
 
 /// Changes applied to RocksDB per WriteBatch during restore.
 const RESTORE_WRITE_BATCH: usize = 50_000;
@@ -105,18 +108,10 @@ pub(crate) async fn restore(
         let mut ready: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
         let mut offset = start;
         let mut applied_position = start;
-        while offset < end {
-            let (records, _) = handle
-                .fetch(offset, RESTORE_FETCH_BYTES, Duration::ZERO)
-                .await?;
-            if records.is_empty() {
-                break;
-            }
+        let mut range = fetcher::read_range(handle.clone(), start, end, RESTORE_FETCH_BYTES);
+        while let Some(records) = range.next().await {
             let mut fetched = 0_u64;
-            for record in records {
-                if record.offset < offset {
-                    continue;
-                }
+            for record in records? {
                 offset = record.offset + 1;
                 fetched += 1;
                 let entry =
