@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -146,7 +147,7 @@ impl KafkaAdmin {
         let request = CreateTopicsRequest::default()
             .with_timeout_ms(millis_i32(self.config.request_timeout))
             .with_topics(specs.iter().map(creatable_topic).collect());
-        let response = self.call_controller("CreateTopics", &request).await?;
+        let response = self.call_controller("CreateTopics", |_| request).await?;
         specs
             .iter()
             .map(|spec| {
@@ -349,10 +350,23 @@ impl KafkaAdmin {
         if names.is_empty() {
             return Ok(());
         }
-        let request = DeleteTopicsRequest::default()
-            .with_timeout_ms(millis_i32(self.config.request_timeout))
-            .with_topic_names(names.iter().map(|n| topic_name(n)).collect());
-        let response = self.call_controller("DeleteTopics", &request).await?;
+        let timeout_ms = millis_i32(self.config.request_timeout);
+        // Versions 0-5 name the topics in `topic_names`, 6 and later in `topics` (which
+        // may name a topic by id instead); a request must fill the one its version has.
+        let build = |version: i16| {
+            let request = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms);
+            if version >= 6 {
+                request.with_topics(
+                    names
+                        .iter()
+                        .map(|n| DeleteTopicState::default().with_name(Some(topic_name(n))))
+                        .collect(),
+                )
+            } else {
+                request.with_topic_names(names.iter().map(|n| topic_name(n)).collect())
+            }
+        };
+        let response = self.call_controller("DeleteTopics", build).await?;
         for result in &response.responses {
             match result.error_code.err() {
                 None | Some(ResponseError::UnknownTopicOrPartition) => {}
@@ -382,10 +396,11 @@ impl KafkaAdmin {
 
     /// Sends a request that Kafka wants on the controller (CreateTopics, DeleteTopics).
     /// Brokers that forward such requests themselves answer on any connection too.
+    /// `build` makes the request for the version both sides speak.
     async fn call_controller<R: kafka_protocol::protocol::Request>(
         &self,
         api: &'static str,
-        request: &R,
+        build: impl FnOnce(i16) -> R,
     ) -> Result<R::Response, KafkaError> {
         let metadata = self.metadata_all().await?;
         let controller = controller_address(&metadata);
@@ -399,9 +414,9 @@ impl KafkaAdmin {
                     self.config.request_timeout,
                 )
                 .await?;
-                connection.call(api, request).await
+                Ok(connection.call_versioned(api, build).await?.1)
             }
-            _ => bootstrap.call(api, request).await,
+            _ => Ok(bootstrap.call_versioned(api, build).await?.1),
         }
     }
 }
