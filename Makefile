@@ -31,7 +31,8 @@ roundtrip: deps broker build
 	LHS_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(BROKER_PORT) $(CARGO_TARGET_DIR)/debug/roundtrip
 
 ## bench: start the local broker and measure weir against it (raw-copy, keyed-count,
-## latency, peak RSS): one table printed, the same as JSON in $(WEIR_CACHE_DIR)/bench-results.json.
+## latency, orders, restore, peak RSS): one table printed, the same as JSON in
+## $(WEIR_CACHE_DIR)/bench-results.json.
 ## QUICK=1 runs a smaller version (about a minute). Runs the debug build: a release build
 ## compiles RocksDB's C++ again (about 20 minutes on 2 cores).
 bench: deps broker build
