@@ -7,8 +7,8 @@ use std::path::Path;
 use weir_proto::stored_metadata::Object;
 use weir_proto::variable_value::Value as Kind;
 use weir_proto::{
-    LhStatus, StoredMetadata, TaskDef, TaskRun, TaskRunId, Variable, VariableId, VariableValue,
-    WfRunId, WfSpec, WfSpecId,
+    LhStatus, StoredMetadata, TaskDef, TaskRun, TaskRunId, UserTaskRun, UserTaskRunId,
+    UserTaskRunStatus, Variable, VariableId, VariableValue, WfRunId, WfSpec, WfSpecId,
 };
 use weir_state::{Checkpoint, StateOptions, StateResources, TaskDb};
 use weir_topology::{PartitionAssignor, StaticAssignor};
@@ -162,7 +162,7 @@ async fn routes_answer_owned_runs_redirect_others_and_name_what_is_missing() {
     );
     readers.register_global(store_names::METADATA, metadata.reader());
 
-    // The run's partition: the run, one TaskRun and one variable.
+    // The run's partition: the run, one TaskRun, one variable and one UserTaskRun.
     let stores = [
         store_names::WF_RUNS,
         store_names::NODE_RUNS,
@@ -202,6 +202,16 @@ async fn routes_answer_owned_runs_redirect_others_and_name_what_is_missing() {
         }),
         ..Variable::default()
     };
+    let user_task = UserTaskRun {
+        id: Some(UserTaskRunId {
+            wf_run_id: run_id.clone(),
+            user_task_guid: "2-1".to_owned(),
+        }),
+        user_task_def_name: "approval".to_owned(),
+        status: UserTaskRunStatus::Assigned as i32,
+        user_id: Some("ana".to_owned()),
+        ..UserTaskRun::default()
+    };
     commit(
         &mut core,
         vec![
@@ -219,6 +229,11 @@ async fn routes_answer_owned_runs_redirect_others_and_name_what_is_missing() {
                 store_names::VARIABLES,
                 keys::variable("default", &mine, 0, "item-id"),
                 variable.encode_to_vec(),
+            ),
+            (
+                store_names::USER_TASK_RUNS,
+                keys::by_guid("default", &mine, "2-1"),
+                user_task.encode_to_vec(),
             ),
         ],
     );
@@ -260,6 +275,24 @@ async fn routes_answer_owned_runs_redirect_others_and_name_what_is_missing() {
     let (status, _, body) = get(&base, &format!("{run_path}/variables/item-id")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["value"], json!({"str": "item-1"}));
+    let (status, _, body) = get(&base, &format!("{run_path}/user-task-runs")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["results"][0]["userTaskDefName"], "approval", "{body}");
+    let (status, _, body) = get(&base, &format!("{run_path}/user-task-runs/2-1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            &body["id"]["userTaskGuid"],
+            &body["status"],
+            &body["userId"]
+        ),
+        (&json!("2-1"), &json!("ASSIGNED"), &json!("ana")),
+        "{body}"
+    );
+    assert_eq!(body["id"]["wfRunId"]["id"], json!(mine), "{body}");
+    let (status, _, body) = get(&base, &format!("{run_path}/user-task-runs/9-9")).await;
+    assert_eq!(status, 404, "{body}");
     let (status, _, body) = get(&base, &format!("{run_path}/external-events")).await;
     assert_eq!((status, body), (200, json!({"results": []})));
     let (status, _, body) = get(&base, &format!("{run_path}/variables/nothing")).await;
