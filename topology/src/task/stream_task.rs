@@ -40,6 +40,23 @@ struct Source {
     position: i64,
 }
 
+/// Fetched records of one source the task has not processed yet.
+struct Unprocessed {
+    source: usize,
+    records: std::vec::IntoIter<RecordAndOffset>,
+    high_watermark: i64,
+}
+
+impl From<Fetched> for Unprocessed {
+    fn from(fetched: Fetched) -> Self {
+        Self {
+            source: fetched.source,
+            records: fetched.records.into_iter(),
+            high_watermark: fetched.high_watermark,
+        }
+    }
+}
+
 /// A task with Kafka I/O around its [`TaskCore`].
 pub(crate) struct StreamTask {
     id: String,
@@ -184,6 +201,7 @@ impl StreamTask {
     pub(crate) async fn run(mut self) -> Result<(), RuntimeError> {
         let mut prefetcher = Prefetcher::start(&self.id, std::mem::take(&mut self.fetches));
         let mut batch_started = Instant::now();
+        let mut unprocessed: Option<Unprocessed> = None;
         loop {
             // A dropped runtime counts as a stop request.
             if *self.stop.borrow() || self.stop.has_changed().is_err() {
@@ -202,21 +220,28 @@ impl StreamTask {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
-            let fetched = tokio::select! {
-                fetched = prefetcher.next(wait) => fetched,
-                _ = self.stop.changed() => None,
+            let fetched = match unprocessed.take() {
+                Some(rest) => Some(rest),
+                None => tokio::select! {
+                    fetched = prefetcher.next(wait) => fetched.map(Unprocessed::from),
+                    _ = self.stop.changed() => None,
+                },
             };
             let mut caught_up = false;
-            if let Some(Fetched {
-                source,
-                records,
-                high_watermark,
-            }) = fetched
-            {
+            if let Some(mut fetched) = fetched {
                 if self.core.batch.records == 0 {
                     self.catch_up_globals().await;
                 }
-                for record in records {
+                // One fetch may hold more records than a batch takes (a broker may
+                // answer with more than the bytes asked for): the rest waits for the
+                // next batch, so a batch's memory stays bounded.
+                let room = self
+                    .config
+                    .max_batch_records
+                    .saturating_sub(self.core.batch.records);
+                let room = usize::try_from(room).unwrap_or(usize::MAX);
+                let source = fetched.source;
+                for record in fetched.records.by_ref().take(room) {
                     let input = to_input(&self.sources[source].topic, self.core.partition, record);
                     self.sources[source].position = input.offset + 1;
                     if let Err(error) = self.core.process(&input) {
@@ -224,8 +249,12 @@ impl StreamTask {
                         return Err(fatal(&self.id, &error));
                     }
                 }
-                caught_up =
-                    self.sources[source].position >= high_watermark && !prefetcher.has_waiting();
+                if fetched.records.len() > 0 {
+                    unprocessed = Some(fetched);
+                } else {
+                    caught_up = self.sources[source].position >= fetched.high_watermark
+                        && !prefetcher.has_waiting();
+                }
             }
             if caught_up
                 || self.core.batch.records >= self.config.max_batch_records
@@ -255,13 +284,13 @@ impl StreamTask {
         self.core
             .fire_due_timers(now_ms)
             .map_err(|e| fatal(&self.id, &e))?;
-        let batch = self.core.take_batch();
+        let mut batch = self.core.take_batch();
         let retry_parked = self.parked.retry_due(Instant::now());
         if batch.is_empty() && !retry_parked {
             return Ok(());
         }
         let started = Instant::now();
-        let outcome = match self.commit_batch(&batch, retry_parked).await {
+        let outcome = match self.commit_batch(&mut batch, retry_parked).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 self.core.db.discard_pending();
@@ -284,7 +313,7 @@ impl StreamTask {
 
     async fn commit_batch(
         &mut self,
-        batch: &Batch,
+        batch: &mut Batch,
         retry_parked: bool,
     ) -> Result<ParkingOutcome, RuntimeError> {
         let batch_id = (self.epoch, self.batch_number);
@@ -292,7 +321,7 @@ impl StreamTask {
 
         // 1. Outputs (deciding the parked store's changes) and the changelog records of
         //    the batch's own changes, at once: both must be acknowledged before any marker.
-        let outputs = group_outputs(&batch.outputs);
+        let outputs = group_outputs(std::mem::take(&mut batch.outputs));
         let mut by_store = StoreChanges::new();
         for ((store, key), value) in &batch.changes {
             by_store
@@ -621,23 +650,27 @@ impl StreamTask {
     }
 }
 
-/// A batch's outputs as Kafka records, grouped by destination in batch order.
-fn group_outputs(outputs: &[StampedOutput]) -> BTreeMap<Destination, Vec<Record>> {
+/// A batch's outputs as Kafka records, grouped by destination in batch order. Takes
+/// them, so each output's memory goes as its record is built.
+fn group_outputs(outputs: Vec<StampedOutput>) -> BTreeMap<Destination, Vec<Record>> {
     let mut grouped: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
-    for output in outputs {
-        let record = &output.record;
+    for StampedOutput {
+        record,
+        timestamp_ms,
+    } in outputs
+    {
         grouped
-            .entry((record.topic.clone(), record.partition))
+            .entry((record.topic, record.partition))
             .or_default()
             .push(Record {
-                key: record.key.as_ref().map(|k| k.to_vec()),
-                value: record.value.as_ref().map(|v| v.to_vec()),
+                key: record.key.map(Vec::from),
+                value: record.value.map(Vec::from),
                 headers: record
                     .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_vec()))
+                    .into_iter()
+                    .map(|(k, v)| (k, Vec::from(v)))
                     .collect(),
-                timestamp: chrono::DateTime::from_timestamp_millis(output.timestamp_ms)
+                timestamp: chrono::DateTime::from_timestamp_millis(timestamp_ms)
                     .unwrap_or_default(),
             });
     }
