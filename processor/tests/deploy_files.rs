@@ -3,7 +3,9 @@
 //! `weir` service's environment is a configuration `weir` accepts (and names only
 //! variables it reads), the instances are exactly `LHS_INSTANCE_ID` 0 to count − 1 with
 //! a state volume each and advertise the host port they publish, every program a service runs is a binary the image holds, and
-//! Prometheus scrapes each instance on its `LHS_METRICS_PORT`.
+//! Prometheus scrapes each instance on its `LHS_METRICS_PORT`; the `.dockerignore` keeps
+//! build output, history, logs and the scripts' run directories out of the image's build
+//! context, and nothing the build needs.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,5 +181,70 @@ fn every_program_a_service_runs_is_in_the_image() {
             dockerfile.contains(&format!("target/release/{program}")),
             "service {name} runs {program}, which the Dockerfile does not copy"
         );
+    }
+}
+
+/// The names the scripts and the Makefile create under `WEIR_CACHE_DIR`:
+/// `$WEIR_CACHE_DIR/run`, `${WEIR_CACHE_DIR:?}/run-flows`, `$(WEIR_CACHE_DIR)/target`…
+fn cache_dir_entries(text: &str) -> BTreeSet<String> {
+    text.split("WEIR_CACHE_DIR")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.trim_start_matches([':', '?', '}', ')'])
+                .strip_prefix('/')
+        })
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+                .collect::<String>()
+                .trim_end_matches('.')
+                .to_owned()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_build_context_leaves_out_builds_history_logs_and_run_directories() {
+    let ignored: BTreeSet<String> = read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    for pattern in ["target", ".git", "**/*.log"] {
+        assert!(ignored.contains(pattern), "{pattern} is not ignored");
+    }
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let mut created = cache_dir_entries(&read("Makefile"));
+    for entry in std::fs::read_dir(&scripts).expect("scripts/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        created.extend(cache_dir_entries(&read(&format!("scripts/{name}"))));
+    }
+    for name in ["run", "run-flows", "run-analytics", "postgres", "broker"] {
+        assert!(created.contains(name), "{name} not found in {created:?}");
+    }
+    let missing: Vec<&String> = created.difference(&ignored).collect();
+    assert!(missing.is_empty(), "created but not ignored: {missing:?}");
+    // Nothing the build needs: the workspace and what the Dockerfile copies by name.
+    let dockerfile = read("Dockerfile");
+    let copied = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("COPY "))
+        .filter(|args| !args.starts_with("--from"))
+        .filter_map(|args| args.split_whitespace().next())
+        .filter_map(|source| source.split('/').next());
+    let cargo = read("Cargo.toml");
+    let members = cargo
+        .lines()
+        .find_map(|line| line.strip_prefix("members = "))
+        .expect("the workspace's members");
+    let members = members.split('"').skip(1).step_by(2);
+    for needed in copied.chain(members).chain(["Cargo.toml", "Cargo.lock"]) {
+        assert!(!ignored.contains(needed), "{needed} is needed by the build");
     }
 }
