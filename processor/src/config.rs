@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir_state::StateOptions;
 use weir_topology::kafka::KafkaConfig;
 use weir_topology::{RuntimeConfig, StaticAssignor};
 
@@ -37,6 +38,15 @@ pub struct WeirConfig {
     pub state_dir: PathBuf,
     /// `LHS_COMMIT_INTERVAL_MS`: longest time a batch stays open.
     pub commit_interval: Duration,
+    /// `LHS_COMMIT_MAX_RECORDS`: most input records in one batch per task (bounds the
+    /// memory a batch's outputs and changes take until they commit).
+    pub max_batch_records: u64,
+    /// `LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES`: the block cache every store of the process
+    /// shares.
+    pub block_cache_bytes: usize,
+    /// `LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES`: the limit on the memtables of every store of
+    /// the process together.
+    pub memtable_bytes: usize,
     /// `LHS_INSTANCE_ID`: this instance's number, from 0.
     pub instance_id: u32,
     /// `LHS_INSTANCE_COUNT`: how many instances share the partitions.
@@ -100,6 +110,18 @@ impl WeirConfig {
             "LHS_COMMIT_INTERVAL_MS",
             100,
             "a number of milliseconds",
+        )?;
+        let max_batch_records: u64 = positive(&lookup, "LHS_COMMIT_MAX_RECORDS", 10_000)?;
+        let defaults = StateOptions::default();
+        let block_cache_bytes: usize = positive(
+            &lookup,
+            "LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES",
+            defaults.block_cache_bytes,
+        )?;
+        let memtable_bytes: usize = positive(
+            &lookup,
+            "LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES",
+            defaults.write_buffer_bytes,
         )?;
         let instance_count: u32 = parse(&lookup, "LHS_INSTANCE_COUNT", 1, "a positive integer")?;
         let instance_id: u32 = parse(
@@ -194,6 +216,9 @@ impl WeirConfig {
             replication_factor,
             connect_timeout: Duration::from_millis(connect_timeout_ms),
             commit_interval: Duration::from_millis(commit_interval_ms.max(1)),
+            max_batch_records,
+            block_cache_bytes,
+            memtable_bytes,
             instance_id,
             instance_count,
             create_topics,
@@ -215,6 +240,12 @@ impl WeirConfig {
     pub fn runtime(&self) -> RuntimeConfig {
         let mut runtime = RuntimeConfig::new(self.kafka(), &self.cluster_id, &self.state_dir);
         runtime.commit_interval = self.commit_interval;
+        runtime.max_batch_records = self.max_batch_records;
+        runtime.state = StateOptions {
+            block_cache_bytes: self.block_cache_bytes,
+            write_buffer_bytes: self.memtable_bytes,
+            ..StateOptions::default()
+        };
         runtime.replication_factor = self.replication_factor;
         runtime.create_topics = self.create_topics;
         runtime
@@ -280,6 +311,28 @@ where
     }
 }
 
+/// A positive number from `variable`, or `default` when it is unset.
+fn positive<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + Default + PartialOrd + Display,
+    T::Err: Display,
+{
+    const EXPECTED: &str = "a positive integer";
+    let value = parse(lookup, variable, default, EXPECTED)?;
+    if value <= T::default() {
+        return Err(ConfigError {
+            variable,
+            expected: EXPECTED,
+            value: value.to_string(),
+        });
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +360,36 @@ mod tests {
         assert_eq!((config.instance_id, config.instance_count), (0, 1));
         assert!(config.create_topics);
         assert_eq!(config.metrics_port, None);
+        assert_eq!(config.runtime().max_batch_records, 10_000);
+        assert_eq!(config.runtime().state, StateOptions::default());
+        Ok(())
+    }
+
+    #[test]
+    fn memory_bounds_are_configured_and_must_be_positive() -> Result<(), ConfigError> {
+        let config = load(&[
+            ("LHS_COMMIT_MAX_RECORDS", "2000"),
+            ("LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES", "268435456"),
+            ("LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES", "33554432"),
+        ])?;
+        let runtime = config.runtime();
+        assert_eq!(runtime.max_batch_records, 2_000);
+        assert_eq!(runtime.state.block_cache_bytes, 256 << 20);
+        assert_eq!(runtime.state.write_buffer_bytes, 32 << 20);
+        for variable in [
+            "LHS_COMMIT_MAX_RECORDS",
+            "LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES",
+            "LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES",
+        ] {
+            for bad in ["0", "-1", "lots"] {
+                let error = load(&[(variable, bad)]).err();
+                assert_eq!(
+                    error.as_ref().map(|e| (e.variable, e.expected)),
+                    Some((variable, "a positive integer")),
+                    "{variable}={bad}"
+                );
+            }
+        }
         Ok(())
     }
 
