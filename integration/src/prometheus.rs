@@ -56,6 +56,38 @@ impl Sample {
     }
 }
 
+/// The samples of metric `name` on a `/metrics` page in the Prometheus text format
+/// (`name{label="value",…} value` lines; a histogram's series are `name_bucket`,
+/// `name_sum` and `name_count`). Label values must not hold `",` (weir's never do).
+pub fn exposition_samples(page: &str, name: &str) -> Vec<Sample> {
+    page.lines()
+        .filter_map(|line| line.strip_prefix(name))
+        .filter_map(|rest| {
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.rsplit_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let labels = labels
+                .trim_end_matches(',')
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| pair.split_once("=\""))
+                .map(|(k, v)| (k.to_owned(), v.trim_end_matches('"').to_owned()))
+                .collect();
+            let value = value.trim().parse().ok()?;
+            Some(Sample { labels, value })
+        })
+        .collect()
+}
+
+/// GETs `http://{target}/metrics` and returns the page.
+pub async fn scrape(target: &str) -> Result<String, String> {
+    match http_get(&format!("http://{target}/metrics")).await? {
+        (200, page) => Ok(page),
+        (status, body) => Err(format!("GET http://{target}/metrics: {status} {body}")),
+    }
+}
+
 /// A running Prometheus server.
 #[derive(Debug)]
 pub struct Prometheus {
@@ -259,6 +291,31 @@ mod tests {
             url_encode("sum by (instance) (rate(x{a=\"b\"}[1m]))"),
             "sum%20by%20%28instance%29%20%28rate%28x%7Ba%3D%22b%22%7D%5B1m%5D%29%29"
         );
+    }
+
+    #[test]
+    fn exposition_lines_are_read_by_exact_name_with_their_labels() {
+        let page = "# TYPE weir_records_lag gauge\n\
+                    weir_records_lag{task=\"core-1\",source=\"c_core-cmd\",partition=\"1\"} 3\n\
+                    weir_records_lag_other{task=\"core-1\"} 9\n\
+                    weir_commit_latency_seconds_count{task=\"core-10\"} 12\n\
+                    weir_up 1\n";
+        let lag = exposition_samples(page, "weir_records_lag");
+        assert_eq!(lag.len(), 1, "{lag:?}");
+        assert_eq!(
+            (
+                lag[0].label("task"),
+                lag[0].label("source"),
+                lag[0].label("partition")
+            ),
+            ("core-1", "c_core-cmd", "1")
+        );
+        assert_eq!(lag[0].labels.len(), 3);
+        assert_eq!(lag[0].value, 3.0);
+        let count = exposition_samples(page, "weir_commit_latency_seconds_count");
+        assert_eq!((count[0].label("task"), count[0].value), ("core-10", 12.0));
+        let up = exposition_samples(page, "weir_up");
+        assert_eq!((up[0].labels.len(), up[0].value), (0, 1.0));
     }
 
     #[test]

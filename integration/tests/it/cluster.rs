@@ -126,3 +126,17 @@ pub(crate) async fn stop_server(mut server: WeirProcess) -> WeirProcess {
     );
     server
 }
+
+/// The `127.0.0.1:{port}` of a server's HTTP side (`/metrics`, queries), from the
+/// `weir server http on 0.0.0.0:{port} (/metrics)` line in its output `out`.
+pub(crate) fn http_target(out: &str) -> String {
+    const HTTP_LINE: &str = "weir server http on ";
+    let port = out
+        .lines()
+        .find_map(|line| line.strip_prefix(HTTP_LINE))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|address| address.rsplit(':').next())
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no `{HTTP_LINE}{{address}}:{{port}}` line in {out:?}"));
+    format!("127.0.0.1:{port}")
+}

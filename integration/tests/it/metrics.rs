@@ -4,21 +4,27 @@
 //! then shows, for each instance, a non-zero processing rate and output-record counters;
 //! the task-queue depth is every dispatched task before workers run and none after; the
 //! output-topic records by type and the WfRuns by status add up to what the orders did;
-//! the alert rules evaluate; and an instance killed and restarted counts its runs again.
+//! the alert rules evaluate; each instance's own `/metrics` has a lag series for each of
+//! its partitions (and only those), timed commits and, from the store-size sampler, keys
+//! in the core stores and the metadata replica; and an instance killed and restarted
+//! from an empty state directory restores its stores from the changelogs, says so in
+//! its restore metrics, and counts its runs again.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use weir_examples::orders;
 use weir_integration::WeirProcess;
-use weir_integration::prometheus::{Prometheus, Sample, http_get};
+use weir_integration::prometheus::{Prometheus, Sample, exposition_samples, http_get, scrape};
 use weir_processor::client::{WeirClient, accepted};
+use weir_processor::core::store_names;
 use weir_processor::topics::{CoreTopics, partition_for_key};
 use weir_proto::metadata_command::Command as Meta;
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
 use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest, RetryPolicy};
 
-use crate::cluster::{Cluster, START_WAIT, stop_server};
+use crate::cluster::{Cluster, START_WAIT, http_target, stop_server};
 
 const TENANT: &str = "acme";
 const ORDERS: usize = 40;
@@ -31,7 +37,6 @@ const NO_RETRY: RetryPolicy = RetryPolicy {
     backoff_multiplier: 1.0,
     max_backoff_ms: 0,
 };
-const HTTP_LINE: &str = "weir server http on ";
 
 /// One `weir server` instance with its own state directory and metrics port.
 struct Instance {
@@ -59,19 +64,9 @@ async fn start_instance(cluster: &Cluster, state: &Path, id: u32, port: u16) -> 
             out.contains("weir server running tasks ")
         })
         .await;
-    let address = out
-        .lines()
-        .find_map(|line| line.strip_prefix(HTTP_LINE))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no `{HTTP_LINE}` line in {out:?}"));
-    let port = address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("no port in {address}"));
     Instance {
         server,
-        target: format!("127.0.0.1:{port}"),
+        target: http_target(&out),
     }
 }
 
@@ -128,6 +123,90 @@ async fn wait_for_completed_runs(target: &str, expected: usize) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The value of `name{labels…}` on `page`, 0 when there is no such series.
+fn value_on(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition_samples(page, name)
+        .iter()
+        .find(|s| labels.iter().all(|(k, v)| s.label(k) == *v))
+        .map_or(0.0, |s| s.value)
+}
+
+/// Reads `target`'s `/metrics` until `check` finds nothing missing on the page (it
+/// returns what is missing); panics at [`WAIT`] with the last complaint and page.
+async fn wait_for_page(target: &str, check: impl Fn(&str) -> Result<(), String>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let outcome = scrape(target)
+            .await
+            .and_then(|page| check(&page).map_err(|e| format!("{e}\n--- /metrics ---\n{page}")));
+        let Err(missing) = outcome else { return };
+        assert!(Instant::now() < deadline, "{target}: {missing}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The stores an order writes on its partition.
+const ORDER_STORES: [&str; 3] = [
+    store_names::WF_RUNS,
+    store_names::TASK_RUNS,
+    store_names::VARIABLES,
+];
+
+/// The runtime's metrics on `target`, which owns core partitions `owned`
+/// (`with_orders`: the partitions the orders went to). A `weir_records_lag` series per
+/// owned partition labelled with its task, the command topic and the partition, and
+/// none for another instance's; every lag back to 0 once the orders are done; commits
+/// timed; and, once the store-size sampler has run (every 10 s), keys in the stores of
+/// every partition that ran orders and in the metadata replica.
+fn runtime_metrics_present(
+    page: &str,
+    owned: &[i32],
+    with_orders: &BTreeSet<i32>,
+    core_cmd: &str,
+) -> Result<(), String> {
+    let lag = exposition_samples(page, "weir_records_lag");
+    let core_lag: BTreeSet<(String, String, String)> = lag
+        .iter()
+        .filter(|s| s.label("task").starts_with("core-"))
+        .map(|s| {
+            let label = |name| s.label(name).to_owned();
+            (label("task"), label("source"), label("partition"))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = owned
+        .iter()
+        .map(|p| (format!("core-{p}"), core_cmd.to_owned(), p.to_string()))
+        .collect();
+    if core_lag != expected {
+        return Err(format!("lag series {core_lag:?}, not {expected:?}"));
+    }
+    if let Some(behind) = lag.iter().find(|s| s.value != 0.0) {
+        return Err(format!("lag not back to 0: {behind:?}"));
+    }
+    for p in owned.iter().filter(|p| with_orders.contains(p)) {
+        let task = format!("core-{p}");
+        let commits = value_on(
+            page,
+            "weir_commit_latency_seconds_count",
+            &[("task", &task)],
+        );
+        if commits == 0.0 {
+            return Err(format!("no commit latency observed for {task}"));
+        }
+        for store in ORDER_STORES {
+            let labels = [("task", task.as_str()), ("store", store)];
+            if value_on(page, "weir_store_estimated_keys", &labels) == 0.0 {
+                return Err(format!("no estimated keys in {task}'s {store} store yet"));
+            }
+        }
+    }
+    let metadata = [("task", "global"), ("store", store_names::METADATA)];
+    if value_on(page, "weir_store_estimated_keys", &metadata) == 0.0 {
+        return Err("no estimated keys in the metadata replica yet".to_owned());
+    }
+    Ok(())
 }
 
 async fn enable_output(cluster: &Cluster, client: &WeirClient) {
@@ -301,10 +380,26 @@ async fn prometheus_scrapes_two_servers_running_orders() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // Each instance counts the runs of its own partitions; killed and restarted on the
-    // same port, instance 1 counts them again from its restored stores.
+    // Each instance counts the runs of its own partitions, and shows the runtime's lag,
+    // commit and store-size metrics for them.
     wait_for_completed_runs(&instances[0].target, on_instance(0)).await;
     wait_for_completed_runs(&instances[1].target, on_instance(1)).await;
+    let core_cmd = CoreTopics::new(&cluster.config).core_cmd();
+    let with_orders: BTreeSet<i32> = (0..ORDERS)
+        .map(|n| partition_for_key(orders::order_id("order", n).as_bytes(), PARTITIONS))
+        .collect();
+    let owned =
+        |instance: i32| -> Vec<i32> { (0..PARTITIONS).filter(|p| p % 2 == instance).collect() };
+    for (id, instance) in (0..).zip(&instances) {
+        wait_for_page(&instance.target, |page| {
+            runtime_metrics_present(page, &owned(id), &with_orders, &core_cmd)
+        })
+        .await;
+    }
+
+    // Killed, its state directory lost, and restarted on the same port: instance 1
+    // restores every store of its partitions from the changelogs, and counts its runs
+    // again from the restored stores.
     let port: u16 = instances[1]
         .target
         .rsplit(':')
@@ -313,9 +408,26 @@ async fn prometheus_scrapes_two_servers_running_orders() {
         .expect("port");
     let mut killed = instances.pop().expect("instance 1");
     killed.server.sigkill();
+    let lost = state.path().join("1");
+    std::fs::remove_dir_all(&lost).unwrap_or_else(|e| panic!("removing {}: {e}", lost.display()));
     let restarted = start_instance(&cluster, state.path(), 1, port).await;
     assert_eq!(restarted.target, killed.target);
     wait_for_completed_runs(&restarted.target, on_instance(1)).await;
+    wait_for_page(&restarted.target, |page| {
+        for p in owned(1).iter().filter(|p| with_orders.contains(p)) {
+            let name = format!("core-{p}");
+            let task = [("task", name.as_str())];
+            let restored = value_on(page, "weir_restore_records_total", &task);
+            let remaining = value_on(page, "weir_restore_remaining_records", &task);
+            if restored == 0.0 || remaining != 0.0 {
+                return Err(format!(
+                    "core-{p}: {restored} records restored, {remaining} left"
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await;
 
     drop(prometheus);
     stop_server(restarted.server).await;

@@ -1,19 +1,22 @@
 //! Several `weir server` instances on one cluster: three processes share the twelve
 //! partitions (`LHS_INSTANCE_ID` / `LHS_INSTANCE_COUNT`), each task runs on exactly one
 //! of them, a thousand orders complete while one instance is stopped cleanly and started
-//! again, and the execution-output topic holds exactly what one instance publishes:
-//! every run's records in order, on its partition, none twice.
+//! again, and the output topics hold exactly what one instance publishes: every run's
+//! records in order, on its partition, none twice, and the metadata once each, in the
+//! order it was put. Each instance's `/metrics` shows records processed for exactly the
+//! core partitions it runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use weir_examples::orders;
 use weir_integration::WeirProcess;
+use weir_integration::prometheus::{exposition_samples, scrape};
 use weir_processor::client::WeirClient;
-use weir_processor::topics::CoreTopics;
+use weir_processor::topics::{CoreTopics, TENANT_HEADER};
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
 
-use crate::cluster::{Cluster, START_WAIT, stop_server};
+use crate::cluster::{Cluster, START_WAIT, http_target, stop_server};
 use crate::output::{
     Drive, assert_orders_published, enable_output, once_each, put_orders, read_to_end,
     wait_completed,
@@ -23,15 +26,26 @@ const INSTANCES: usize = 3;
 const ORDERS: usize = 1_000;
 const TENANT: &str = "acme";
 
-/// Starts instance `id` of [`INSTANCES`], with a state directory of its own, and
-/// returns it with the tasks it says it runs.
-async fn start_instance(cluster: &Cluster, id: usize, name: &str) -> (WeirProcess, Vec<String>) {
+/// One `weir server` of the cluster.
+struct Instance {
+    id: usize,
+    server: WeirProcess,
+    /// The tasks it says it runs.
+    tasks: Vec<String>,
+    /// `127.0.0.1:{port}` of its `/metrics`.
+    target: String,
+}
+
+/// Starts instance `id` of [`INSTANCES`], with a state directory of its own and
+/// `/metrics` on a free port.
+async fn start_instance(cluster: &Cluster, id: usize, name: &str) -> Instance {
     let mut env = cluster.process_env();
     let state = cluster.state_dir().join(format!("instance-{id}"));
     env.extend([
         ("LHS_INSTANCE_ID".to_owned(), id.to_string()),
         ("LHS_INSTANCE_COUNT".to_owned(), INSTANCES.to_string()),
         ("LHS_STATE_DIR".to_owned(), state.display().to_string()),
+        ("LHS_METRICS_PORT".to_owned(), "0".to_owned()),
     ]);
     let mut server = WeirProcess::start(name, &["server"], &env);
     let out = server
@@ -44,22 +58,75 @@ async fn start_instance(cluster: &Cluster, id: usize, name: &str) -> (WeirProces
         .find_map(|line| line.strip_prefix("weir server running tasks "))
         .map(|tasks| tasks.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
-    (server, tasks)
+    Instance {
+        id,
+        server,
+        tasks,
+        target: http_target(&out),
+    }
+}
+
+/// The core tasks `instance` counts processed records for, from its `/metrics`.
+async fn core_tasks_processing(instance: &Instance) -> BTreeSet<String> {
+    let page = scrape(&instance.target)
+        .await
+        .unwrap_or_else(|e| panic!("instance {}: {e}", instance.id));
+    exposition_samples(&page, "weir_records_processed_total")
+        .into_iter()
+        .filter(|s| s.label("task").starts_with("core-") && s.value > 0.0)
+        .map(|s| s.label("task").to_owned())
+        .collect()
+}
+
+/// The tenant's metadata-output topic: one partition holding the example's metadata
+/// once each, in the order it was put, every record with the tenant's header.
+async fn assert_metadata_published(cluster: &Cluster) {
+    let topic = CoreTopics::new(&cluster.config).metadata_output(TENANT);
+    let described = cluster
+        .ns
+        .admin()
+        .await
+        .describe_topics(std::slice::from_ref(&topic))
+        .await
+        .expect("describe");
+    assert_eq!(described[0].partitions.len(), 1, "{topic}");
+    let (records, copies) = once_each(read_to_end(cluster, &topic).await);
+    assert_eq!(copies, 0, "a clean stop publishes no metadata twice");
+    let keys: Vec<String> = records.iter().map(|r| r.key_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "TASK_DEF/fetch-price",
+            "TASK_DEF/charge-credit-card",
+            "TASK_DEF/ship-item",
+            "EXTERNAL_EVENT_DEF/item-delivered",
+            "WF_SPEC/orders/0/0",
+        ]
+    );
+    for record in &records {
+        assert_eq!(
+            record.header_str(TENANT_HEADER).as_deref(),
+            Some(TENANT),
+            "{}@{}",
+            record.partition,
+            record.offset
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_share_twelve_partitions_and_a_clean_restart_loses_nothing() {
     let cluster = Cluster::new("scaled").await;
-    let mut servers = Vec::new();
+    let mut instances = Vec::new();
     let mut owner: BTreeMap<String, usize> = BTreeMap::new();
     for id in 0..INSTANCES {
-        let (server, tasks) = start_instance(&cluster, id, &format!("scaled-{id}")).await;
-        for task in tasks {
+        let instance = start_instance(&cluster, id, &format!("scaled-{id}")).await;
+        for task in &instance.tasks {
             if let Some(other) = owner.insert(task.clone(), id) {
                 panic!("task {task} runs on instances {other} and {id}");
             }
         }
-        servers.push(server);
+        instances.push(instance);
     }
     // Every partition of the core runs on exactly one instance, and each instance has
     // its share.
@@ -108,17 +175,17 @@ async fn three_instances_share_twelve_partitions_and_a_clean_restart_loses_nothi
     )
     .await
     .expect("a tenth of the orders finish");
-    let stopped = servers.remove(1);
-    stop_server(stopped).await;
-    let (restarted, tasks) = start_instance(&cluster, 1, "scaled-1-again").await;
-    let again: BTreeSet<String> = tasks.into_iter().collect();
+    let stopped = instances.remove(1);
+    stop_server(stopped.server).await;
+    let restarted = start_instance(&cluster, 1, "scaled-1-again").await;
+    let again: BTreeSet<String> = restarted.tasks.iter().cloned().collect();
     let before: BTreeSet<String> = owner
         .iter()
         .filter(|(_, i)| **i == 1)
         .map(|(t, _)| t.clone())
         .collect();
     assert_eq!(again, before, "instance 1 takes its own tasks back");
-    servers.push(restarted);
+    instances.push(restarted);
 
     // Generous: a thousand orders beside other tests on a shared two-core machine.
     wait_completed(&cluster, TENANT, "order", ORDERS, Duration::from_secs(600)).await;
@@ -127,7 +194,25 @@ async fn three_instances_share_twelve_partitions_and_a_clean_restart_loses_nothi
     let (records, copies) = once_each(read_to_end(&cluster, &topic).await);
     assert_eq!(copies, 0, "a clean stop produces nothing twice");
     assert_orders_published(&records, TENANT, "order", ORDERS, 12);
-    for server in servers {
-        stop_server(server).await;
+    assert_metadata_published(&cluster).await;
+
+    // Each core partition was processed by exactly one instance, its owner: only the
+    // owner counts records processed for it (instance 1 since its restart, with the
+    // orders still running then).
+    for instance in &instances {
+        let own: BTreeSet<String> = owner
+            .iter()
+            .filter(|(t, i)| t.starts_with("core-") && **i == instance.id)
+            .map(|(t, _)| t.clone())
+            .collect();
+        assert_eq!(
+            core_tasks_processing(instance).await,
+            own,
+            "instance {} processed records of exactly its own core partitions",
+            instance.id
+        );
+    }
+    for instance in instances {
+        stop_server(instance.server).await;
     }
 }
