@@ -3,21 +3,25 @@
 //! regular flow copied to its target's ingestion topic, dead letters with their reasons,
 //! a flow exercised alone, and keys keeping their partition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use weir_processor::flows::apply::table_changelog;
 use weir_processor::flows::manifest::{self, ValidManifest};
 use weir_processor::flows::naming::ModelVersion;
 use weir_processor::flows::topology::{
-    FlowStores, FlowsTopologyError, topology, uniform_partitions,
+    FlowStores, FlowsTopologyError, flow_state_stores, model_state_stores, topology,
+    uniform_partitions,
 };
 use weir_processor::flows::transform::TransformRegistry;
 use weir_processor::spec_file::SpecFormat;
 use weir_processor::topics::partition_for_key;
+use weir_proto::flow::FlowKind;
 use weir_proto::{DataModelVersion, TableRow};
-use weir_topology::TopologyTestDriver;
+use weir_topology::kafka::KafkaConfig;
 use weir_topology::task::{ERROR_HEADER, RecordOutcome};
+use weir_topology::{Runtime, RuntimeConfig, StaticAssignor, TopologyTestDriver};
 
 const CLUSTER: &str = "weir";
 const DEAD_LETTER: &str = "weir_dead-letter";
@@ -540,4 +544,37 @@ fn a_regular_flow_into_a_topic_with_other_partitions_places_records_by_key() {
         })
         .sum();
     assert_eq!(rows, 10);
+}
+
+#[test]
+fn the_state_a_plan_removes_is_every_changelog_the_runtime_makes_for_flows() {
+    let manifest = valid_manifest();
+    let partitions = uniform_partitions(&manifest, PARTITIONS);
+    let (topology, _) = topology(&manifest, Arc::new(registry()), &partitions, 1).expect("ok");
+    let config = RuntimeConfig::new(KafkaConfig::new("127.0.0.1:1"), CLUSTER, "unused");
+    let assignor = Arc::new(StaticAssignor::new(0, 1).expect("assignor"));
+    let runtime = Runtime::new(topology, config, assignor).expect("runtime");
+    let made: BTreeSet<String> = runtime
+        .required_topics()
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|name| name.ends_with("-changelog"))
+        .collect();
+
+    // What `weir flows apply --allow-data-removal` deletes for each model version and
+    // flow (its table's changelog and the changelogs of its other state).
+    let mut named = BTreeSet::new();
+    for (id, _) in manifest.models() {
+        named.insert(table_changelog(CLUSTER, &id.table()));
+        for store in model_state_stores(id) {
+            named.insert(table_changelog(CLUSTER, &store));
+        }
+    }
+    for flow in manifest.flows() {
+        let regular = flow.kind != FlowKind::Migration as i32;
+        for store in flow_state_stores(&flow.name, regular) {
+            named.insert(table_changelog(CLUSTER, &store));
+        }
+    }
+    assert_eq!(made, named);
 }

@@ -7,7 +7,13 @@
 //! plan's topics (ingestion and flow topics under their RFD names, without the cluster
 //! prefix) and its tables' changelogs (`{cluster}_{table}-changelog`, compacted, with the
 //! ingestion topic's partition count), deletes what the plan removes (only there with
-//! `allow_data_removal`), then stores the manifest. A plan with conflicts is refused.
+//! `allow_data_removal`: topics, and the changelogs of removed tables and state), then
+//! stores the manifest. A plan with conflicts is refused.
+//!
+//! A removed flow whose source ingestion topic stays gets a forget record
+//! ([`FORGET_HEADER`]) on every partition of that topic: the flows process drops the
+//! flow's initial load progress when it reaches it, so the flow declared again later
+//! loads again, even if no flows process ran in between.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,8 +25,9 @@ use weir_topology::kafka::{
     KafkaAdmin, KafkaClient, KafkaError, Record, TopicDescription, TopicSpec,
 };
 
-use super::manifest::ValidManifest;
+use super::manifest::{ValidManifest, flow_topics};
 use super::plan::{ExistingState, Plan};
+use super::topology::FORGET_HEADER;
 
 /// Suffix of the topic holding the applied manifest: `{LHS_CLUSTER_ID}_flows-manifest`.
 pub const MANIFEST_TOPIC_SUFFIX: &str = "flows-manifest";
@@ -30,6 +37,9 @@ const MANIFEST_KEY: &[u8] = b"manifest";
 
 /// Largest fetch while reading the manifest topic.
 const FETCH_BYTES: i32 = 16 * 1024 * 1024;
+
+/// How long apply waits for deleted topics to leave the cluster's listing.
+const DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `{cluster_id}_flows-manifest`.
 pub fn manifest_topic(cluster_id: &str) -> String {
@@ -54,6 +64,9 @@ pub enum ApplyError {
         offset: i64,
         error: prost::DecodeError,
     },
+    /// Deleted topics are still listed.
+    #[error("topics {topics:?} were deleted but are still listed after {DELETE_WAIT:?}")]
+    StillListed { topics: Vec<String> },
     /// The plan has conflicts.
     #[error(
         "the plan has {count} conflicts and is not applied (run `weir flows plan` to see them)"
@@ -194,6 +207,61 @@ pub fn topics_to_create(
     specs
 }
 
+/// The topics [`apply`] deletes for `plan`: its topics, then the changelogs of its
+/// removed tables and state that exist.
+pub fn deletions(plan: &Plan, existing: &ExistingState, cluster_id: &str) -> Vec<String> {
+    plan.remove_topics
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(
+            plan.remove_tables
+                .iter()
+                .map(|t| table_changelog(cluster_id, &t.name))
+                .chain(
+                    plan.remove_state
+                        .iter()
+                        .map(|s| table_changelog(cluster_id, &s.store)),
+                )
+                .filter(|name| existing.topics.contains_key(name)),
+        )
+        .collect()
+}
+
+/// The forget records [`apply`] writes for `plan`: (source ingestion topic, its
+/// partition count, flow) for each removed flow whose source topic exists and stays.
+pub fn forget_records(plan: &Plan, existing: &ExistingState) -> Vec<(String, i32, String)> {
+    plan.remove_flows
+        .iter()
+        .filter_map(|flow| {
+            let topic = flow_topics(flow)?.source.ingestion_topic();
+            let partitions = *existing.topics.get(&topic)?;
+            let removed = plan.remove_topics.iter().any(|t| t.name == topic);
+            (!removed).then(|| (topic, partitions, flow.name.clone()))
+        })
+        .collect()
+}
+
+/// Waits until none of `deleted` is listed: a broker may take a moment to drop a
+/// deleted topic, and one still listed would be taken as existing by the next plan.
+async fn wait_until_unlisted(admin: &KafkaAdmin, deleted: &[String]) -> Result<(), ApplyError> {
+    let deadline = std::time::Instant::now() + DELETE_WAIT;
+    loop {
+        let listed = admin.list_topics().await?;
+        let left: Vec<String> = deleted
+            .iter()
+            .filter(|name| listed.contains(name))
+            .cloned()
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ApplyError::StillListed { topics: left });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Applies `plan` (made from `existing` for `manifest`) and stores the manifest as the
 /// applied one.
 pub async fn apply(
@@ -214,19 +282,28 @@ pub async fn apply(
     for flow in &plan.remove_flows {
         applied.actions.push(format!("removed flow {}", flow.name));
     }
-    let deletions: Vec<String> = plan
-        .remove_topics
-        .iter()
-        .map(|t| t.name.clone())
-        .chain(
-            plan.remove_tables
-                .iter()
-                .map(|t| table_changelog(cluster_id, &t.name))
-                .filter(|name| existing.topics.contains_key(name)),
-        )
-        .collect();
+    for (topic, partitions, flow) in forget_records(plan, existing) {
+        let record = || Record {
+            key: None,
+            value: Some(flow.as_bytes().to_vec()),
+            headers: BTreeMap::from([(FORGET_HEADER.to_owned(), Vec::new())]),
+            timestamp: chrono::Utc::now(),
+        };
+        for partition in 0..partitions {
+            client
+                .partition(&topic, partition)
+                .await?
+                .produce(vec![record()])
+                .await?;
+        }
+        applied.actions.push(format!(
+            "wrote a forget record of flow {flow} to each partition of {topic}"
+        ));
+    }
+    let deletions = deletions(plan, existing, cluster_id);
     if !deletions.is_empty() {
         admin.delete_topics(&deletions).await?;
+        wait_until_unlisted(admin, &deletions).await?;
         for name in &deletions {
             applied.actions.push(format!("deleted topic {name}"));
         }
@@ -355,6 +432,110 @@ flows:
             message.contains("offset 9 of c_flows-manifest"),
             "{message}"
         );
+    }
+
+    /// `MANIFEST` as applied, with every topic a run of it made, 4 partitions each.
+    fn applied_state() -> ExistingState {
+        let mut topics: BTreeMap<String, i32> = [
+            "A_0_0",
+            "B_0_0",
+            "A_0_0_B_0_0_input",
+            "A_0_0_B_0_0_output",
+            "other",
+        ]
+        .into_iter()
+        .map(|t| (t.to_owned(), 4))
+        .collect();
+        for store in [
+            "A_0_0",
+            "A_0_0-initial-load",
+            "flows-model.A_0_0-timers",
+            "flows-model.A_0_0-parked",
+            "B_0_0",
+            "B_0_0-initial-load",
+            "flows-model.B_0_0-timers",
+            "flows-model.B_0_0-parked",
+            "flows-flow.a-to-b-timers",
+            "flows-flow.a-to-b-parked",
+            "flows-copy.a-to-b-timers",
+            "flows-copy.a-to-b-parked",
+        ] {
+            topics.insert(table_changelog("c", store), 4);
+        }
+        ExistingState {
+            topics,
+            applied: Some(manifest().manifest().clone()),
+        }
+    }
+
+    /// `MANIFEST` without model `name` and the flow.
+    fn without(name: &str) -> ValidManifest {
+        let mut smaller = manifest().manifest().clone();
+        smaller.data_models.retain(|m| m.name != name);
+        smaller.flows.clear();
+        validate(smaller, None).expect("valid")
+    }
+
+    const REMOVE: PlanOptions = PlanOptions {
+        partitions: 4,
+        allow_data_removal: true,
+    };
+
+    #[test]
+    fn a_removed_source_model_loses_every_changelog_of_its_sub_topology() {
+        let existing = applied_state();
+        let removed = plan(&without("A"), &existing, REMOVE);
+        let mut deleted = deletions(&removed, &existing, "c");
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            [
+                "A_0_0",
+                "A_0_0_B_0_0_input",
+                "A_0_0_B_0_0_output",
+                "c_A_0_0-changelog",
+                "c_A_0_0-initial-load-changelog",
+                "c_flows-copy.a-to-b-parked-changelog",
+                "c_flows-copy.a-to-b-timers-changelog",
+                "c_flows-flow.a-to-b-parked-changelog",
+                "c_flows-flow.a-to-b-timers-changelog",
+                "c_flows-model.A_0_0-parked-changelog",
+                "c_flows-model.A_0_0-timers-changelog",
+            ]
+        );
+        // Its flow's source topic goes: nothing to forget there.
+        assert!(forget_records(&removed, &existing).is_empty());
+
+        // Without the flag, nothing is deleted.
+        let keep = PlanOptions {
+            allow_data_removal: false,
+            ..REMOVE
+        };
+        let kept = plan(&without("A"), &existing, keep);
+        assert!(deletions(&kept, &existing, "c").is_empty());
+    }
+
+    #[test]
+    fn a_removed_flow_whose_source_stays_gets_forget_records_with_or_without_the_flag() {
+        let existing = applied_state();
+        for allow_data_removal in [false, true] {
+            let options = PlanOptions {
+                allow_data_removal,
+                ..REMOVE
+            };
+            let plan = plan(&without("B"), &existing, options);
+            assert_eq!(
+                forget_records(&plan, &existing),
+                [("A_0_0".to_owned(), 4, "a-to-b".to_owned())],
+                "allow_data_removal {allow_data_removal}"
+            );
+            let deleted = deletions(&plan, &existing, "c");
+            assert_eq!(
+                deleted.contains(&"c_B_0_0-initial-load-changelog".to_owned()),
+                allow_data_removal
+            );
+            assert!(!deleted.iter().any(|t| t.contains("A_0_0-")), "{deleted:?}");
+        }
     }
 
     #[test]

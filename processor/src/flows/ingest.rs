@@ -28,11 +28,14 @@
 //! scheduling the next until the scan passes the last key. Timers come back on the
 //! ingestion topic (the runtime's timers use a task's first source) and are not data;
 //! a consumer of that topic outside weir sees them (keyed by the flow name, with the
-//! runtime's timer header and an empty value).
+//! runtime's timer header and the load's start offset as an 8-byte big-endian value: a
+//! tick of an earlier load of the same flow name is passed over).
 //!
 //! The progress of a flow no longer declared is removed (by the first record each
-//! process handles on the partition): a flow declared again under that name is created
-//! again, with a load of its own.
+//! process handles on the partition), and so is the progress of the flow a forget
+//! record ([`FORGET_HEADER`], written by `weir flows apply` when it removes a flow)
+//! names, when the record is reached: a flow declared again under that name is created
+//! again, with a load of its own, whether or not a process ran without it in between.
 //!
 //! Progress is reported as log lines (start, end) and metrics: [`LOAD_RECORDS_METRIC`],
 //! [`LOAD_SKIPPED_METRIC`] (counters by `flow`) and [`LOAD_DONE_METRIC`] (a gauge by
@@ -48,7 +51,8 @@ use weir_topology::{
 use super::cutover::{Cutover, CutoverError, LiveDecision};
 use super::record;
 use super::topology::{
-    FlowsOptions, LOAD_DONE_METRIC, LOAD_RECORDS_METRIC, LOAD_SKIPPED_METRIC, START_HEADER,
+    FORGET_HEADER, FlowsOptions, LOAD_DONE_METRIC, LOAD_RECORDS_METRIC, LOAD_SKIPPED_METRIC,
+    START_HEADER,
 };
 
 /// A flow that reads this version: its input topic, and whether it loads the history.
@@ -158,7 +162,7 @@ impl IngestProcessor {
                 ctx.schedule(
                     input.timestamp_ms.saturating_add(self.options.load_tick_ms),
                     feed.flow.clone().into_bytes(),
-                    Vec::new(),
+                    input.offset.to_be_bytes().to_vec(),
                 );
                 tracing::info!(
                     flow = %feed.flow,
@@ -201,6 +205,12 @@ impl IngestProcessor {
         let Some(progress) = ctx.get(&self.progress, flow)? else {
             return Ok(());
         };
+        if let Ok(start) = <[u8; 8]>::try_from(input.value.as_deref().unwrap_or_default())
+            && i64::from_be_bytes(start) != progress.snapshot_position
+        {
+            // A tick of an earlier load of this flow name, forgotten since.
+            return Ok(());
+        }
         let mut cutover = Cutover::resume(progress);
         if cutover.is_done() {
             return Ok(());
@@ -240,7 +250,7 @@ impl IngestProcessor {
             ctx.schedule(
                 input.timestamp_ms.saturating_add(self.options.load_tick_ms),
                 flow.to_vec(),
-                Vec::new(),
+                cutover.progress().snapshot_position.to_be_bytes().to_vec(),
             );
             tracing::debug!(
                 flow = %feed.flow,
@@ -254,6 +264,32 @@ impl IngestProcessor {
         metrics::counter!(LOAD_RECORDS_METRIC, "flow" => feed.flow.clone()).increment(loaded);
         metrics::counter!(LOAD_SKIPPED_METRIC, "flow" => feed.flow.clone()).increment(skipped);
         done_gauge(&feed.flow, input.partition, cutover.is_done());
+        Ok(())
+    }
+
+    /// A forget record: drops the progress of the flow it names on this partition, then
+    /// starts (at this offset) every declared flow without progress, that one included
+    /// if this process still runs it.
+    fn forget(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        input: &InputRecord,
+    ) -> Result<(), ProcessingError> {
+        let flow = input.value.as_deref().unwrap_or_default();
+        if ctx.get(&self.progress, flow)?.is_some() {
+            tracing::info!(
+                flow = %String::from_utf8_lossy(flow),
+                table = %self.name,
+                partition = input.partition,
+                offset = input.offset,
+                "initial load progress of a removed flow dropped (forget record)"
+            );
+            ctx.delete(&self.progress, flow)?;
+        }
+        if let Some(at) = self.flows.iter().position(|f| f.flow.as_bytes() == flow) {
+            self.reported[at] = false;
+        }
+        self.cutovers(ctx, input)?;
         Ok(())
     }
 }
@@ -313,9 +349,14 @@ impl Processor for IngestProcessor {
         if input.is_timer() {
             return self.tick(ctx, input);
         }
-        if input.header(START_HEADER).is_some() && *input.topic == *self.ingestion_topic {
-            self.cutovers(ctx, input)?;
-            return Ok(());
+        if *input.topic == *self.ingestion_topic {
+            if input.header(FORGET_HEADER).is_some() {
+                return self.forget(ctx, input);
+            }
+            if input.header(START_HEADER).is_some() {
+                self.cutovers(ctx, input)?;
+                return Ok(());
+            }
         }
         let source = self
             .sources

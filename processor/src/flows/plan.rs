@@ -14,8 +14,14 @@
 //! topics, tables, and the removed flows' input and output topics, which may hold records
 //! not yet transformed or copied) is deleted only with
 //! [`PlanOptions::allow_data_removal`]; otherwise the plan lists it as kept, with the
-//! reason. Only what the applied manifest declared is ever removed: other topics of the
-//! cluster are not weir's.
+//! reason. With it, the state the runtime keeps beside the data goes too
+//! ([`Plan::remove_state`]): a removed model version's initial load progress and the
+//! timers and parked outputs of its sub-topology, and those of a removed flow's
+//! sub-topologies, whose commit markers also hold their positions in the deleted topics.
+//! A model version declared again after that starts afresh, its loads included, instead
+//! of resuming progress that counts offsets of a topic that no longer exists. Only what
+//! the applied manifest declared is ever removed: other topics of the cluster are not
+//! weir's.
 //!
 //! A flow is matched by name. If its source and target are unchanged, a different
 //! transform, kind or `initial_load` is an update (the flow restarts with the new
@@ -36,6 +42,7 @@ use weir_proto::{DataModel, Flow, FlowsManifest};
 
 use super::manifest::{ValidManifest, flow_topics, needs_initial_load};
 use super::naming::{FlowTopics, ModelVersion};
+use super::topology::{flow_state_stores, model_state_stores};
 
 /// What exists before the plan is applied.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,6 +103,15 @@ pub struct TableChange {
     pub model: ModelVersion,
 }
 
+/// Internal state (a store's changelog) the plan deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// Store name; its changelog is `{cluster}_{store}-changelog`.
+    pub store: String,
+    /// What goes with it: `model UserActivity 0.0` or `flow parse`.
+    pub owner: String,
+}
+
 /// A flow the plan creates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowCreation {
@@ -149,6 +165,9 @@ pub struct Plan {
     pub remove_topics: Vec<TopicChange>,
     /// Tables to delete (only with `allow_data_removal`).
     pub remove_tables: Vec<TableChange>,
+    /// Internal state of removed model versions and flows to delete (only with
+    /// `allow_data_removal`).
+    pub remove_state: Vec<StateChange>,
     /// What stays although it left the manifest.
     pub kept: Vec<Kept>,
     /// What prevents applying the plan.
@@ -165,6 +184,7 @@ impl Plan {
             && self.remove_flows.is_empty()
             && self.remove_topics.is_empty()
             && self.remove_tables.is_empty()
+            && self.remove_state.is_empty()
     }
 
     /// Whether the plan may be applied: it has no conflicts.
@@ -234,6 +254,11 @@ pub fn plan(manifest: &ValidManifest, existing: &ExistingState, options: PlanOpt
         };
         if options.allow_data_removal {
             plan.remove_tables.push(table);
+            plan.remove_state
+                .extend(model_state_stores(id).into_iter().map(|store| StateChange {
+                    store,
+                    owner: format!("model {id}"),
+                }));
         } else {
             plan.kept.push(Kept {
                 what: format!("table {}", table.name),
@@ -300,6 +325,16 @@ pub fn plan(manifest: &ValidManifest, existing: &ExistingState, options: PlanOpt
     for (name, flow) in &applied_flows {
         if !desired_names.contains(name) {
             plan.remove_flows.push((*flow).clone());
+            if options.allow_data_removal {
+                let regular = flow.kind != FlowKind::Migration as i32;
+                plan.remove_state
+                    .extend(flow_state_stores(name, regular).into_iter().map(|store| {
+                        StateChange {
+                            store,
+                            owner: format!("flow {name}"),
+                        }
+                    }));
+            }
         }
     }
     for flow in plan.remove_flows.clone() {
@@ -335,6 +370,7 @@ pub fn plan(manifest: &ValidManifest, existing: &ExistingState, options: PlanOpt
     plan.remove_flows.sort_by(|a, b| a.name.cmp(&b.name));
     plan.remove_topics.sort_by(|a, b| a.name.cmp(&b.name));
     plan.remove_tables.sort_by(|a, b| a.name.cmp(&b.name));
+    plan.remove_state.sort_by(|a, b| a.store.cmp(&b.store));
     plan.kept.sort_by(|a, b| a.what.cmp(&b.what));
     plan.conflicts.sort_by(|a, b| a.what.cmp(&b.what));
     plan
@@ -437,6 +473,9 @@ impl fmt::Display for Plan {
         for t in &self.remove_tables {
             writeln!(f, "- table {}: table of {}", t.name, t.model)?;
         }
+        for s in &self.remove_state {
+            writeln!(f, "- state {}: of removed {}", s.store, s.owner)?;
+        }
         for k in &self.kept {
             writeln!(f, "= keep {}: {}", k.what, k.why)?;
         }
@@ -451,7 +490,10 @@ impl fmt::Display for Plan {
                 "{} to create, {} to update, {} to remove, {} kept, {} conflicts",
                 self.create_topics.len() + self.create_tables.len() + self.create_flows.len(),
                 self.update_flows.len(),
-                self.remove_flows.len() + self.remove_topics.len() + self.remove_tables.len(),
+                self.remove_flows.len()
+                    + self.remove_topics.len()
+                    + self.remove_tables.len()
+                    + self.remove_state.len(),
                 self.kept.len(),
                 self.conflicts.len()
             )?;
@@ -690,6 +732,64 @@ mod tests {
         );
         assert_eq!(names(&removed.remove_flows, |f| &f.name), ["parse"]);
         assert!(removed.kept.is_empty());
+        // The model's and the flow's internal state goes with them: the initial load
+        // progress and the runtime's timers and parked outputs of each sub-topology.
+        assert_eq!(
+            names(&removed.remove_state, |s| &s.store),
+            [
+                "ParsedActivity_0_1-initial-load",
+                "flows-copy.parse-parked",
+                "flows-copy.parse-timers",
+                "flows-flow.parse-parked",
+                "flows-flow.parse-timers",
+                "flows-model.ParsedActivity_0_1-parked",
+                "flows-model.ParsedActivity_0_1-timers",
+            ]
+        );
+        assert!(kept.remove_state.is_empty(), "kept without the flag");
+    }
+
+    #[test]
+    fn removing_a_flow_source_with_data_removal_lists_its_load_progress() {
+        let first = super::plan(&valid(manifest()), &ExistingState::default(), KEEP);
+        let existing = applied(&ExistingState::default(), &first, manifest());
+        let mut without_0_0 = manifest();
+        without_0_0
+            .data_models
+            .retain(|m| m.version != Some(DataModelVersion { major: 0, minor: 0 }));
+        without_0_0.flows.retain(|f| f.name != "migrate");
+
+        let removed = super::plan(&valid(without_0_0.clone()), &existing, REMOVE);
+        assert_eq!(
+            removed.to_string(),
+            "\
+- flow migrate: migration UserActivity 0.0 -> UserActivity 0.1, transform t
+- topic UserActivity_0_0 (3 partitions): ingestion topic of UserActivity 0.0
+- topic UserActivity_0_0_UserActivity_0_1_input (3 partitions): input topic of flow migrate
+- topic UserActivity_0_0_UserActivity_0_1_output (3 partitions): output topic of flow migrate
+- table UserActivity_0_0: table of UserActivity 0.0
+- state UserActivity_0_0-initial-load: of removed model UserActivity 0.0
+- state flows-flow.migrate-parked: of removed flow migrate
+- state flows-flow.migrate-timers: of removed flow migrate
+- state flows-model.UserActivity_0_0-parked: of removed model UserActivity 0.0
+- state flows-model.UserActivity_0_0-timers: of removed model UserActivity 0.0
+0 to create, 0 to update, 10 to remove, 0 kept, 0 conflicts"
+        );
+
+        // Declared again: created afresh, its migration with a load of its own.
+        let after = applied(&existing, &removed, without_0_0);
+        let again = super::plan(&valid(manifest()), &after, KEEP);
+        assert_eq!(
+            names(&again.create_tables, |t| &t.name),
+            ["UserActivity_0_0"]
+        );
+        let flows: Vec<(&str, bool)> = again
+            .create_flows
+            .iter()
+            .map(|c| (c.flow.name.as_str(), c.initial_load))
+            .collect();
+        assert_eq!(flows, [("migrate", true)]);
+        assert!(again.remove_state.is_empty());
     }
 
     #[test]

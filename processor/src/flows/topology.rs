@@ -93,6 +93,15 @@ pub enum FlowsTopologyError {
 /// after the flow appears.
 pub const START_HEADER: &str = "weir-flows-start";
 
+/// A record header that makes a record of an ingestion topic a forget record: not data,
+/// it ends the flow its value names on that partition. Its initial load progress is
+/// dropped there, so were the flow declared again it would be a new flow with a load of
+/// its own; a process that still runs the flow starts it again at that offset.
+/// `weir flows apply` writes one to every partition of a removed flow's source, so the
+/// removal takes effect in order with the records around it, whether or not a flows
+/// process runs before the flow is declared again.
+pub const FORGET_HEADER: &str = "weir-flows-forget";
+
 /// Table rows the initial load wrote to a flow's input topic, by `flow`.
 pub const LOAD_RECORDS_METRIC: &str = "weir_flows_initial_load_records_total";
 /// Table rows the initial load passed because the live path had copied them, by `flow`.
@@ -122,6 +131,52 @@ impl Default for FlowsOptions {
 /// The store of the initial load progress of the flows from model version `model`.
 pub fn initial_load_store(model: &ModelVersion) -> String {
     format!("{}-initial-load", model.table())
+}
+
+/// The sub-topology that keeps `model`'s table and feeds the flows from it.
+pub fn model_subtopology(model: &ModelVersion) -> String {
+    format!("flows-model.{}", model.table())
+}
+
+/// The sub-topology that runs the transform of the flow named `flow`.
+pub fn flow_subtopology(flow: &str) -> String {
+    format!("flows-flow.{flow}")
+}
+
+/// The sub-topology that copies the output of the regular flow named `flow` to its
+/// target's ingestion topic.
+pub fn copy_subtopology(flow: &str) -> String {
+    format!("flows-copy.{flow}")
+}
+
+/// The stores the runtime adds to every sub-topology, as `weir-topology` names them:
+/// its timers (`{sub-topology}-timers`) and its outputs waiting for their topic
+/// (`{sub-topology}-parked`). Their changelogs also hold the sub-topology's input
+/// positions (in the commit markers), so a sub-topology whose input topics are
+/// deleted loses them too.
+pub fn runtime_stores(subtopology: &str) -> [String; 2] {
+    [
+        format!("{subtopology}-timers"),
+        format!("{subtopology}-parked"),
+    ]
+}
+
+/// Every store of `model`'s sub-topology besides its table: the initial load progress
+/// and the runtime's stores ([`runtime_stores`]).
+pub fn model_state_stores(model: &ModelVersion) -> Vec<String> {
+    let mut stores = vec![initial_load_store(model)];
+    stores.extend(runtime_stores(&model_subtopology(model)));
+    stores
+}
+
+/// Every store of the sub-topologies of the flow named `flow` (its transform, and for a
+/// regular flow its copier): the runtime's stores; a flow has none of its own.
+pub fn flow_state_stores(flow: &str, regular: bool) -> Vec<String> {
+    let mut stores = runtime_stores(&flow_subtopology(flow)).to_vec();
+    if regular {
+        stores.extend(runtime_stores(&copy_subtopology(flow)));
+    }
+    stores
 }
 
 /// The table stores of a flows topology, one per model version, and the initial load
@@ -256,7 +311,7 @@ pub fn topology_with(
         };
         let name = id.to_string();
         topology.add_subtopology(
-            &format!("flows-model.{}", id.table()),
+            &model_subtopology(id),
             sources,
             &[&id.table(), &progress_store],
             move |_partition| {
@@ -293,7 +348,7 @@ pub fn topology_with(
             migration,
         );
         topology.add_subtopology(
-            &format!("flows-flow.{}", flow.name),
+            &flow_subtopology(&flow.name),
             vec![SourceTopic::new(topics.input(), source_partitions)],
             &[],
             move |_partition| Box::new(processor.clone()),
@@ -305,7 +360,7 @@ pub fn topology_with(
             let copier =
                 CopyProcessor::new(flow.name.clone(), target_topic.clone(), target_partitions);
             topology.add_subtopology(
-                &format!("flows-copy.{}", flow.name),
+                &copy_subtopology(&flow.name),
                 vec![SourceTopic::new(topics.output(), source_partitions)],
                 &[],
                 move |_partition| Box::new(copier.clone()),

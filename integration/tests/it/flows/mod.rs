@@ -1,6 +1,7 @@
 //! Flows against the real broker: `weir flows plan/apply` and `weir table` ([`cli`]),
-//! ingestion into tables and transforms with dead letters ([`ingest`]), and initial loads
-//! while producers write, with a crash in the middle ([`load`]).
+//! ingestion into tables and transforms with dead letters ([`ingest`]), initial loads
+//! while producers write, with a crash in the middle ([`load`]), and a model removed
+//! with its data and declared again ([`removal`]).
 //!
 //! Flows topics carry no cluster prefix, so each test renames the example's models after
 //! its namespace ([`FlowsCluster`]); the example's transforms and generator
@@ -9,6 +10,7 @@
 mod cli;
 mod ingest;
 mod load;
+mod removal;
 
 use std::collections::BTreeMap;
 use std::future::Future;
