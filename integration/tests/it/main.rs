@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod flows;
 mod global;
+mod make_run;
 mod metrics;
 mod offsets;
 mod orders;
