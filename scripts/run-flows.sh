@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run-flows`: the flows example on the local broker: `weir flows plan` of
 # examples/flows/user-activity.yaml, then the `flows` example's demo (apply, run the
-# flows in-process, generate FLOWS_RECORDS records, print the table counts).
+# flows in-process while a generator produces until their initial load is done and at
+# least FLOWS_RECORDS records are in, print the table counts).
 set -euo pipefail
 
 bin="${CARGO_TARGET_DIR:?}/debug"

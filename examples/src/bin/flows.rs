@@ -7,12 +7,14 @@
 //! - `flows generate [N] [--rate R]` (default 100): produces N UserActivity 0.0 records,
 //!   at most R per second.
 //! - `flows demo [N]` (default 4000): the RFD's story on one broker. It applies the
-//!   manifest's models alone and runs them while a generator keeps producing N
+//!   manifest's models alone and runs them while a generator keeps producing
 //!   UserActivity 0.0 records (about 400 a second); while it produces, it applies the
 //!   whole manifest (the migration to 0.1 and the flow to ParsedActivity) and restarts
-//!   the flows with it, so the migration's initial load runs beside live ingestion; a
-//!   newer producer then writes UserActivity 0.1. It prints each table's row count once
-//!   UserActivity 0.1 holds the migration of every UserActivity 0.0 row.
+//!   the flows with it, so the migration's initial load runs beside live ingestion. The
+//!   generator stops once the load is done on every partition and it has produced at
+//!   least N records (the demo fails if it stopped before the load was done); a newer
+//!   producer then writes N/2 UserActivity 0.1 records. It prints each table's row
+//!   count once UserActivity 0.1 holds the migration of every UserActivity 0.0 row.
 //!
 //! Configuration is the usual `LHS_*` variables; `FLOWS_PARTITIONS` (default 3) is the
 //! partition count of the topics the demo creates; `FLOWS_LOAD_CHUNK` and
@@ -21,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -134,17 +136,23 @@ async fn demo(config: &WeirConfig, n: u64, options: FlowsOptions) -> anyhow::Res
     let applied = apply(config, &models_only, plan).await?;
     println!("applied the models of {MANIFEST_PATH}:\n{applied}");
     let running = start(config, &models_only, options).await?;
+    // The generator runs until told to stop, after the load; `made` counts the records
+    // it has handed to its producer.
     let stop = Arc::new(AtomicBool::new(false));
-    let generator = {
+    let made = Arc::new(AtomicU64::new(0));
+    let mut generator = {
         let config = config.clone();
-        let stop = Arc::clone(&stop);
+        let (stop, made) = (Arc::clone(&stop), Arc::clone(&made));
         let pace = Pace {
             batch: 20,
             every: Duration::from_millis(50),
-            limit: n,
+            limit: u64::MAX,
         };
         tokio::spawn(async move {
-            let make = |i| flows_demo::record(i, USERS);
+            let make = |i| {
+                made.fetch_max(i + 1, Ordering::Relaxed);
+                flows_demo::record(i, USERS)
+            };
             flows_demo::produce_until(&config, &flows_demo::source_model(), make, pace, &stop).await
         })
     };
@@ -174,7 +182,11 @@ async fn demo(config: &WeirConfig, n: u64, options: FlowsOptions) -> anyhow::Res
 
     // Stage 2, while the generator goes on: the flows, and their initial load.
     let applied = apply(config, &full, plan).await?;
-    println!("applied {MANIFEST_PATH} while the generator produces:\n{applied}");
+    let at_apply = made.load(Ordering::Relaxed);
+    still_producing(&mut generator, "the flows were applied").await?;
+    println!(
+        "applied {MANIFEST_PATH} while the generator produces ({at_apply} records so far):\n{applied}"
+    );
     running.shutdown().await;
     let running = start(config, &full, options).await?;
     wait_for(
@@ -192,11 +204,18 @@ async fn demo(config: &WeirConfig, n: u64, options: FlowsOptions) -> anyhow::Res
         .map(|p| p.records_loaded)
         .sum();
     println!("initial load done: {loaded} UserActivity 0.0 rows loaded into the migration");
-
+    still_producing(&mut generator, "the initial load was done").await?;
+    wait_for(&format!("the generator to produce {n} records"), || async {
+        Ok(made.load(Ordering::Relaxed) >= n)
+    })
+    .await?;
+    stop.store(true, Ordering::Relaxed);
     let produced = generator.await.context("the generator panicked")??;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let after_apply = u64::try_from(produced.len())
+        .unwrap_or(u64::MAX)
+        .saturating_sub(at_apply);
     println!(
-        "produced {} records to {}",
+        "produced {} records to {}, {after_apply} of them after the flows were applied",
         produced.len(),
         source.ingestion_topic()
     );
@@ -241,6 +260,23 @@ async fn demo(config: &WeirConfig, n: u64, options: FlowsOptions) -> anyhow::Res
         migrated.len()
     );
     Ok(())
+}
+
+/// An error if the generator has stopped (it stops only when told to, or on an error,
+/// which the error gives), saying it stopped before `when`.
+async fn still_producing(
+    generator: &mut tokio::task::JoinHandle<anyhow::Result<Vec<(String, Value)>>>,
+    when: &str,
+) -> anyhow::Result<()> {
+    if !generator.is_finished() {
+        return Ok(());
+    }
+    let result = generator.await.context("the generator panicked")?;
+    let produced = result.with_context(|| format!("the generator failed before {when}"))?;
+    anyhow::bail!(
+        "the generator stopped after {} records, before {when}",
+        produced.len()
+    )
 }
 
 async fn apply(

@@ -1,13 +1,15 @@
 //! Flows against the real broker: `weir flows plan/apply` and `weir table` ([`cli`]),
 //! ingestion into tables and transforms with dead letters ([`ingest`]), initial loads
-//! while producers write, with a crash in the middle ([`load`]), and a model removed
-//! with its data and declared again ([`removal`]).
+//! while producers write, with a crash in the middle ([`load`]), a model removed with
+//! its data and declared again ([`removal`]), and the example's demo (`make run-flows`,
+//! [`demo`]).
 //!
 //! Flows topics carry no cluster prefix, so each test renames the example's models after
 //! its namespace ([`FlowsCluster`]); the example's transforms and generator
 //! (`weir_examples::flows_demo`) serve unchanged.
 
 mod cli;
+mod demo;
 mod ingest;
 mod load;
 mod removal;
