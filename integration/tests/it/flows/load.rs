@@ -1,10 +1,12 @@
 //! Initial loads on a running system. A migration flow added while a producer keeps
 //! writing: the old version's table keeps updating during the load, and the new version's
 //! table ends equal to the transform of the old one, key for key; the same with the flows
-//! process SIGKILLed in the middle of the load (it resumes at the same snapshot
-//! positions); the load's progress shows in the process's log and on its `/metrics`. A regular flow added with `initial_load: true` over a table nobody writes
-//! to any more fills its target from history (its partitions start by the start records
-//! the flows send when they start).
+//! process SIGKILLed in the middle of the load (it resumes: the same snapshot positions,
+//! each partition's count going on from where it stood, and no load started again); the
+//! load's progress shows in the process's log and on its `/metrics`. A regular flow
+//! added with `initial_load: true` over a table nobody writes to any more fills its
+//! target from history (its partitions start by the start records the flows send when
+//! they start).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,6 +64,9 @@ fn sample(page: &str, name: &str, labels: &str) -> Option<f64> {
 }
 
 const WAIT: Duration = Duration::from_secs(180);
+
+/// Rows per tick of [`SLOW_LOAD`].
+const CHUNK: u64 = 10;
 
 #[tokio::test]
 async fn a_migration_added_while_producers_write_loads_without_pausing_ingestion() {
@@ -181,7 +186,20 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
          grew {grew:?}"
     );
 
+    // Killed once the load has loaded more than a chunk per partition, so a load that
+    // started over could not pass for one that resumed.
+    let mut at_kill = None;
     if kill {
+        wait_until(WAIT, "more than a chunk per partition loaded", || async {
+            let loaded: u64 = progress(&flows, &source)
+                .await
+                .values()
+                .map(|p| p.records_loaded)
+                .sum();
+            (loaded <= CHUNK * PARTITIONS as u64).then(|| format!("{loaded} rows loaded"))
+        })
+        .await;
+        at_kill = Some(progress(&flows, &source).await);
         running.sigkill();
         running = flows
             .start_flows(&format!("{name}-restarted"), &full, &SLOW_LOAD)
@@ -202,6 +220,12 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
     }
     let loaded: u64 = done.values().map(|p| p.records_loaded).sum();
     assert!(loaded > 0, "no history was loaded: {done:?}");
+    // Each user's row is loaded at most once (the count is state, committed with the
+    // rows it counts), plus a chunk per partition of slack.
+    assert!(
+        loaded <= USERS + CHUNK * PARTITIONS as u64,
+        "{loaded} rows loaded from a table of at most {USERS} users: {done:?}"
+    );
 
     stop.store(true, Ordering::Relaxed);
     let live = producer
@@ -223,16 +247,32 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
             "partition {partition}:\n{page}"
         );
     }
-    if !kill {
-        assert_eq!(
-            sample(
-                &page,
-                "weir_flows_initial_load_records_total",
-                "flow=\"migrate-user-activity\""
-            ),
-            Some(loaded as f64),
-            "{page}"
-        );
+    let counted = sample(
+        &page,
+        "weir_flows_initial_load_records_total",
+        "flow=\"migrate-user-activity\"",
+    );
+    match &at_kill {
+        None => assert_eq!(counted, Some(loaded as f64), "{page}"),
+        Some(at_kill) => {
+            // Resumed: each partition's count went on from where it stood at the kill,
+            // and the restarted process loaded only the rest (a chunk per partition of
+            // slack for ticks it may have handled twice).
+            for (partition, before) in at_kill {
+                assert!(
+                    done[partition].records_loaded >= before.records_loaded,
+                    "partition {partition}: {before:?} then {:?}",
+                    done[partition]
+                );
+            }
+            let before: u64 = at_kill.values().map(|p| p.records_loaded).sum();
+            let restarted = counted.unwrap_or(0.0) as u64;
+            assert!(
+                restarted + before <= loaded + CHUNK * PARTITIONS as u64,
+                "the restarted process loaded {restarted} rows, {before} had been loaded \
+                 before the kill, {loaded} in all: it loaded again what was loaded"
+            );
+        }
     }
 
     flows
@@ -244,9 +284,8 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
         .await;
     let log = stop_server(running).await.stderr();
     assert!(log.contains("initial load done"), "{log}");
-    if !kill {
-        assert!(log.contains("initial load started"), "{log}");
-    }
+    // The restarted process resumed the load: it never started one.
+    assert_eq!(log.contains("initial load started"), !kill, "{log}");
 }
 
 #[tokio::test]
