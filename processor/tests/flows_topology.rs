@@ -578,3 +578,31 @@ fn the_state_a_plan_removes_is_every_changelog_the_runtime_makes_for_flows() {
     }
     assert_eq!(made, named);
 }
+
+#[test]
+fn a_delete_on_an_ingestion_topic_is_dead_lettered_and_keeps_the_row() {
+    let mut h = Harness::new();
+    let alice = json!({"user_id": "alice", "event": "logged in"});
+    assert_eq!(h.produce(UA00, "alice", &alice), RecordOutcome::Processed);
+    let migrated = h.records(MIGRATE_IN).len();
+
+    // A tombstone (a key, no value): deletes are not supported, and the README says so.
+    let outcome = h
+        .driver
+        .pipe(UA00, part("alice"), Some(b"alice"), None, &[], 1_000)
+        .expect("pipe");
+    assert_eq!(
+        outcome,
+        RecordOutcome::DeadLettered(
+            "UserActivity 0.0: a record without a value; deletes are not supported".to_owned()
+        )
+    );
+    assert_eq!(h.dead_letters().len(), 1);
+    // Nothing of it is kept or passed on: the row stays, no flow sees it.
+    assert_eq!(
+        h.table(&mv("UserActivity", 0, 0)).get("alice"),
+        Some(&(part("alice"), alice))
+    );
+    assert_eq!(h.records(MIGRATE_IN).len(), migrated);
+    assert!(h.table(&mv("UserActivity", 0, 1)).contains_key("alice"));
+}
