@@ -107,11 +107,17 @@ fn count_words(v: &Value) -> Value {
     json!({"user_id": v["user_id"], "words": event.split(' ').count()})
 }
 
+fn exclaim(v: &Value) -> Value {
+    let event = v.get("event").and_then(Value::as_str).unwrap_or("unknown");
+    json!({"user_id": v["user_id"], "event": format!("{event}!")})
+}
+
 fn registry() -> TransformRegistry {
     let mut registry = TransformRegistry::new();
     registry
         .register("shout", |v: &Value| Ok(vec![shout(v)]))
         .and_then(|r| r.register("count_words", |v: &Value| Ok(vec![count_words(v)])))
+        .and_then(|r| r.register("exclaim", |v: &Value| Ok(vec![exclaim(v)])))
         .expect("distinct names");
     registry
 }
@@ -273,10 +279,16 @@ impl Harness {
 
     /// The load progress of the flows from `UserActivity 0.0` on `partition`, by flow.
     fn progress(&self, partition: i32) -> BTreeMap<String, InitialLoadProgress> {
-        let handle = self
-            .stores
-            .initial_load(&mv("UserActivity", 0, 0))
-            .expect("declared");
+        self.progress_from(&mv("UserActivity", 0, 0), partition)
+    }
+
+    /// The load progress of the flows from `model` on `partition`, by flow.
+    fn progress_from(
+        &self,
+        model: &ModelVersion,
+        partition: i32,
+    ) -> BTreeMap<String, InitialLoadProgress> {
+        let handle = self.stores.initial_load(model).expect("declared");
         self.driver
             .as_ref()
             .expect("open")
@@ -669,4 +681,95 @@ fn a_forget_record_reached_by_a_process_still_running_the_flow_restarts_its_load
             "partition {partition}"
         );
     }
+}
+
+const UA02_MODEL: &str = r#"
+  - name: UserActivity
+    version: {major: 0, minor: 2}
+    key_field: user_id
+    fields:
+      - {name: user_id, field_type: STRING, required: true}
+      - {name: event, field_type: STRING, required: true}
+"#;
+
+const MIGRATE_0_2: &str = r#"
+  - name: migrate-to-0-2
+    source_model: UserActivity
+    source_version: {major: 0, minor: 1}
+    target_model: UserActivity
+    target_version: {major: 0, minor: 2}
+    kind: MIGRATION
+    transform: exclaim
+"#;
+
+/// A chain of migrations, 0.0 -> 0.1 -> 0.2, the second added after the first loaded.
+/// Migrated rows are written to 0.1's table and feed none of 0.1's flows (the RFD's
+/// rule), so what reaches 0.2 is: 0.1's table as the second load passes it (0.0's
+/// history, migrated, included), and records produced to 0.1 itself; records produced
+/// to 0.0 after that stop at 0.1. The README's Flows section says so.
+#[test]
+fn a_chain_of_migrations_brings_the_history_through_but_later_old_version_records_stop_at_the_middle()
+ {
+    let mut h = Harness::new();
+    h.open(UA00_MODEL, 4);
+    h.fill(12, 3);
+    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
+    h.open(&with_migration, 4);
+    h.start_all();
+    h.load(MIGRATE);
+    check_migrated_table(&h);
+
+    let (ua01, flows) = UA01_AND_MIGRATION
+        .split_once("flows:\n")
+        .expect("models, then flows");
+    let chain = format!("{UA00_MODEL}{ua01}{UA02_MODEL}flows:\n{flows}{MIGRATE_0_2}");
+    h.open(&chain, 4);
+    let ua01_model = mv("UserActivity", 0, 1);
+    for partition in 0..PARTITIONS {
+        h.pipe(UA01, partition, None, b"", &[(START_HEADER, b"")]);
+    }
+    let done = |h: &Harness| {
+        (0..PARTITIONS).all(|p| {
+            h.progress_from(&ua01_model, p)
+                .get("migrate-to-0-2")
+                .is_some_and(|l| l.done)
+        })
+    };
+    for _ in 0..1_000 {
+        if done(&h) {
+            break;
+        }
+        h.tick();
+    }
+    assert!(done(&h), "the second migration's load ends");
+
+    // The history went through both migrations: 0.2 is exclaim(shout(0.0)).
+    let through: BTreeMap<String, Value> = h
+        .table(&mv("UserActivity", 0, 0))
+        .iter()
+        .map(|(k, v)| (k.clone(), exclaim(&shout(v))))
+        .collect();
+    let ua02 = mv("UserActivity", 0, 2);
+    assert_eq!(h.table(&ua02), through);
+
+    // Later records of 0.0 are migrated into 0.1 only: 0.2 keeps user-1's old value and
+    // never sees the newcomer.
+    h.produce("user-1", " later");
+    h.produce("newcomer", "");
+    check_migrated_table(&h);
+    assert!(h.table(&ua01_model).contains_key("newcomer"));
+    assert_eq!(h.table(&ua02), through);
+
+    // Records produced to 0.1 itself do reach 0.2.
+    let app = json!({"user_id": "app-user", "event": "opened the app"});
+    h.pipe(
+        UA01,
+        part("app-user"),
+        Some("app-user"),
+        app.to_string().as_bytes(),
+        &[],
+    );
+    let mut expected = through;
+    expected.insert("app-user".to_owned(), exclaim(&app));
+    assert_eq!(h.table(&ua02), expected);
 }
