@@ -251,6 +251,15 @@ impl Harness {
         n
     }
 
+    /// A delete of `user` (a tombstone) on `UserActivity 0.0`.
+    fn delete(&mut self, user: &str) {
+        let partition = part(user);
+        *self.piped.entry((UA00.to_owned(), partition)).or_default() += 1;
+        self.driver()
+            .pipe(UA00, partition, Some(user.as_bytes()), None, &[], 1_000)
+            .expect("pipe");
+    }
+
     /// A start record on every partition of `UserActivity 0.0`.
     fn start_all(&mut self) {
         for partition in 0..PARTITIONS {
@@ -772,4 +781,32 @@ fn a_chain_of_migrations_brings_the_history_through_but_later_old_version_record
     let mut expected = through;
     expected.insert("app-user".to_owned(), exclaim(&app));
     assert_eq!(h.table(&ua02), expected);
+}
+
+#[test]
+fn deletes_during_and_after_a_load_leave_the_new_version_without_the_key() {
+    let mut h = Harness::new();
+    h.open(UA00_MODEL, 2);
+    h.fill(30, 0);
+    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
+    h.open(&with_migration, 2);
+    h.start_all();
+    h.tick();
+    assert!(
+        (0..PARTITIONS).all(|p| !h.progress(p)[MIGRATE].done),
+        "mid-load"
+    );
+
+    // Deleted during the load: keys the scan has passed and keys it has not reached.
+    for user in ["user-0", "user-1", "user-17", "user-29", "user-9"] {
+        h.delete(user);
+    }
+    h.load(MIGRATE);
+    check_migrated_table(&h);
+    assert_eq!(h.table(&mv("UserActivity", 0, 1)).len(), 25);
+
+    // After the load, a delete goes on live.
+    h.delete("user-3");
+    check_migrated_table(&h);
+    assert_eq!(h.table(&mv("UserActivity", 0, 1)).len(), 24);
 }

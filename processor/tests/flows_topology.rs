@@ -580,29 +580,68 @@ fn the_state_a_plan_removes_is_every_changelog_the_runtime_makes_for_flows() {
 }
 
 #[test]
-fn a_delete_on_an_ingestion_topic_is_dead_lettered_and_keeps_the_row() {
+fn deletes_remove_the_row_and_pass_through_the_flows_to_their_targets() {
     let mut h = Harness::new();
-    let alice = json!({"user_id": "alice", "event": "logged in"});
-    assert_eq!(h.produce(UA00, "alice", &alice), RecordOutcome::Processed);
-    let migrated = h.records(MIGRATE_IN).len();
+    for user in ["alice", "bob"] {
+        let value = json!({"user_id": user, "event": "logged in"});
+        assert_eq!(h.produce(UA00, user, &value), RecordOutcome::Processed);
+        let value = json!({"user_id": user, "event": "opened the app"});
+        assert_eq!(h.produce(UA01, user, &value), RecordOutcome::Processed);
+    }
+    assert!(h.table(&mv("ParsedActivity", 0, 1)).contains_key("alice"));
+    let delete = |h: &mut Harness, topic: &str, key: &str| {
+        h.driver
+            .pipe(topic, part(key), Some(key.as_bytes()), None, &[], 1_000)
+            .expect("pipe")
+    };
+    let tombstones = |h: &Harness, topic: &str| -> Vec<(i32, String)> {
+        h.driver
+            .outputs_to(topic)
+            .iter()
+            .filter(|o| o.record.value.is_none())
+            .map(|o| {
+                let key = o.record.key.as_deref().expect("keyed");
+                (
+                    o.record.partition,
+                    String::from_utf8(key.to_vec()).expect("text"),
+                )
+            })
+            .collect()
+    };
 
-    // A tombstone (a key, no value): deletes are not supported, and the README says so.
+    // A delete of alice in UserActivity 0.0: gone from its table, and through the
+    // migration (not transformed) from 0.1's table, which the migration writes.
+    assert_eq!(delete(&mut h, UA00, "alice"), RecordOutcome::Processed);
+    let alice = (part("alice"), "alice".to_owned());
+    assert!(!h.table(&mv("UserActivity", 0, 0)).contains_key("alice"));
+    assert_eq!(tombstones(&h, MIGRATE_IN), std::slice::from_ref(&alice));
+    assert_eq!(tombstones(&h, MIGRATE_OUT), std::slice::from_ref(&alice));
+    let ua01 = h.table(&mv("UserActivity", 0, 1));
+    assert!(!ua01.contains_key("alice") && ua01.contains_key("bob"));
+    // 0.1's regular flow saw nothing of it: migrated writes feed no flow.
+    assert!(tombstones(&h, PARSE_IN).is_empty());
+    assert!(h.table(&mv("ParsedActivity", 0, 1)).contains_key("alice"));
+
+    // A delete in UserActivity 0.1: through the regular flow and the copy to
+    // ParsedActivity's ingestion topic, into its table.
+    assert_eq!(delete(&mut h, UA01, "bob"), RecordOutcome::Processed);
+    let bob = (part("bob"), "bob".to_owned());
+    assert_eq!(tombstones(&h, PARSE_IN), std::slice::from_ref(&bob));
+    assert_eq!(tombstones(&h, PARSE_OUT), std::slice::from_ref(&bob));
+    assert_eq!(tombstones(&h, PA01), [bob]);
+    let parsed = h.table(&mv("ParsedActivity", 0, 1));
+    assert!(!parsed.contains_key("bob") && parsed.contains_key("alice"));
+    assert!(h.dead_letters().is_empty(), "{:?}", h.dead_letters());
+
+    // A record with neither key nor value is refused.
     let outcome = h
         .driver
-        .pipe(UA00, part("alice"), Some(b"alice"), None, &[], 1_000)
+        .pipe(UA00, 0, None, None, &[], 1_000)
         .expect("pipe");
     assert_eq!(
         outcome,
         RecordOutcome::DeadLettered(
-            "UserActivity 0.0: a record without a value; deletes are not supported".to_owned()
+            "UserActivity 0.0: a record without a value must have a text key (a delete)".to_owned()
         )
     );
-    assert_eq!(h.dead_letters().len(), 1);
-    // Nothing of it is kept or passed on: the row stays, no flow sees it.
-    assert_eq!(
-        h.table(&mv("UserActivity", 0, 0)).get("alice"),
-        Some(&(part("alice"), alice))
-    );
-    assert_eq!(h.records(MIGRATE_IN).len(), migrated);
-    assert!(h.table(&mv("UserActivity", 0, 1)).contains_key("alice"));
 }

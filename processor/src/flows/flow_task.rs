@@ -13,9 +13,14 @@
 //! `p` of the target table, where its key must already live); a result with another key
 //! is refused the same way.
 //!
+//! A delete (a tombstone: a key, no value) is not transformed: it goes on to the output
+//! topic with its key, so it deletes the same key in the target. (A transform that
+//! changes keys leaves its results of the deleted record in place.)
+//!
 //! The copier writes each output record unchanged to the target ingestion topic's
 //! partition that Kafka's default partitioner picks for its key: where a producer would
 //! have put a record of that key, so the target table has each key in one partition.
+//! Deletes are copied the same way.
 
 use std::sync::Arc;
 
@@ -23,6 +28,7 @@ use serde_json::Value;
 use weir_proto::DataModel;
 use weir_topology::{InputRecord, OutputRecord, ProcessingError, Processor, ProcessorContext};
 
+use super::ingest::tombstone;
 use super::record;
 use super::transform::TransformRegistry;
 use crate::topics::partition_for_key;
@@ -72,7 +78,15 @@ impl Processor for FlowProcessor {
         input: &InputRecord,
     ) -> Result<(), ProcessingError> {
         let Some(bytes) = &input.value else {
-            return Err(self.refuse("an input record without a value"));
+            let Some(key) = &input.key else {
+                return Err(self.refuse("an input record with neither key nor value"));
+            };
+            ctx.forward(tombstone(
+                self.output_topic.clone(),
+                input.partition,
+                key.clone(),
+            ));
+            return Ok(());
         };
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| self.refuse(format_args!("input record is not JSON: {e}")))?;
@@ -132,18 +146,22 @@ impl Processor for CopyProcessor {
         ctx: &mut ProcessorContext<'_, '_>,
         input: &InputRecord,
     ) -> Result<(), ProcessingError> {
-        let (Some(key), Some(value)) = (&input.key, &input.value) else {
+        let Some(key) = &input.key else {
             return Err(ProcessingError::record(format!(
-                "flow {:?}: an output record without a key or value cannot be copied to {}",
+                "flow {:?}: an output record without a key cannot be copied to {}",
                 self.flow, self.target_topic
             )));
         };
-        ctx.forward(OutputRecord::new(
-            self.target_topic.clone(),
-            partition_for_key(key, self.target_partitions),
-            key.clone(),
-            value.clone(),
-        ));
+        let partition = partition_for_key(key, self.target_partitions);
+        ctx.forward(match &input.value {
+            Some(value) => OutputRecord::new(
+                self.target_topic.clone(),
+                partition,
+                key.clone(),
+                value.clone(),
+            ),
+            None => tombstone(self.target_topic.clone(), partition, key.clone()),
+        });
         Ok(())
     }
 }

@@ -13,9 +13,16 @@
 //!   migrations writing to tables).
 //!
 //! A record is refused (dead-lettered with the reason, and nothing of it is kept) when
-//! it has no value (deletes are not supported yet), does not match the model, or carries
-//! a Kafka key other than its key field's value (it would be in the wrong partition for
-//! its key). A record without a Kafka key takes its key field's value as key.
+//! it does not match the model, or carries a Kafka key other than its key field's value
+//! (it would be in the wrong partition for its key). A record without a Kafka key takes
+//! its key field's value as key.
+//!
+//! A delete (a tombstone: a text key, no value) removes the key's row from the table
+//! and, from the ingestion topic, goes on to each flow's input like any record (from
+//! the flow's start position on); from a migration's output it only removes the row.
+//! The cut-over needs nothing more: a row deleted before a load reaches it is not
+//! there to load, and a row loaded before its delete is followed by the tombstone in
+//! the flow's input. A record with neither key nor value is refused.
 //!
 //! It also runs the initial load of each flow from this version, per partition, as
 //! [`super::cutover`] describes and argues: the progress of each flow is a row of the
@@ -267,6 +274,41 @@ impl IngestProcessor {
         Ok(())
     }
 
+    /// A tombstone: removes its key's row and, from the `ingestion` topic, passes the
+    /// delete on to the flows.
+    fn delete(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        input: &InputRecord,
+        ingestion: bool,
+        from: &str,
+    ) -> Result<(), ProcessingError> {
+        let Some(key) = input
+            .key
+            .as_ref()
+            .filter(|k| std::str::from_utf8(k).is_ok())
+        else {
+            return Err(ProcessingError::record(format!(
+                "{}{from}: a record without a value must have a text key (a delete)",
+                self.name
+            )));
+        };
+        ctx.delete(&self.table, key)?;
+        if ingestion {
+            let cutovers = self.cutovers(ctx, input)?;
+            for (feed, cutover) in self.flows.iter().zip(&cutovers) {
+                if cutover.live(input.offset) == LiveDecision::Copy {
+                    ctx.forward(tombstone(
+                        feed.input_topic.clone(),
+                        input.partition,
+                        key.clone(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A forget record: drops the progress of the flow it names on this partition, then
     /// starts (at this offset) every declared flow without progress, that one included
     /// if this process still runs it.
@@ -331,6 +373,14 @@ fn next_chunk<V>(
     Ok((rows, last))
 }
 
+/// A delete of `key` on `partition` of `topic`.
+pub(super) fn tombstone(topic: String, partition: i32, key: bytes::Bytes) -> OutputRecord {
+    OutputRecord {
+        value: None,
+        ..OutputRecord::new(topic, partition, key, Vec::new())
+    }
+}
+
 fn done_gauge(flow: &str, partition: i32, done: bool) {
     metrics::gauge!(LOAD_DONE_METRIC, "flow" => flow.to_owned(), "partition" => partition.to_string())
         .set(if done { 1.0 } else { 0.0 });
@@ -374,10 +424,8 @@ impl Processor for IngestProcessor {
             TableSource::Migration { flow } => format!(" (from migration flow {flow:?})"),
         };
         let Some(value) = &input.value else {
-            return Err(ProcessingError::record(format!(
-                "{}{from}: a record without a value; deletes are not supported",
-                self.name
-            )));
+            let ingestion = *source == TableSource::Ingestion;
+            return self.delete(ctx, input, ingestion, &from);
         };
         let valid = record::validate(&self.model, value)
             .map_err(|e| ProcessingError::record(format!("{}{from}: {e}", self.name)))?;
