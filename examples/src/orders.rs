@@ -91,7 +91,18 @@ pub fn task_defs(retry: &RetryPolicy, timeout_seconds: i32) -> Vec<PutTaskDefReq
 /// Puts the TaskDefs (creating their queues), the event def and the WfSpec in
 /// `tenant`. Putting them again is a no-op.
 pub async fn setup(client: &WeirClient, tenant: &str, retry: &RetryPolicy) -> anyhow::Result<()> {
-    for def in task_defs(retry, 30) {
+    put_metadata(client, tenant, task_defs(retry, 30), wf_spec()).await
+}
+
+/// Puts `task_defs`, the event def and `spec` in `tenant`, in that order: what
+/// [`setup`] puts, for a caller that changes the TaskDefs or the WfSpec.
+pub async fn put_metadata(
+    client: &WeirClient,
+    tenant: &str,
+    task_defs: Vec<PutTaskDefRequest>,
+    spec: WfSpec,
+) -> anyhow::Result<()> {
+    for def in task_defs {
         let name = def.name.clone();
         accepted(client.put_task_def(tenant, def).await?)
             .with_context(|| format!("putting TaskDef {name}"))?;
@@ -101,7 +112,6 @@ pub async fn setup(client: &WeirClient, tenant: &str, retry: &RetryPolicy) -> an
         enable_entity_events: None,
     });
     accepted(client.send_metadata(tenant, event).await?).context("putting the event def")?;
-    let spec = wf_spec();
     let request = Meta::PutWfSpec(PutWfSpecRequest {
         name: WF_SPEC.to_owned(),
         thread_specs: spec.thread_specs,

@@ -5,10 +5,7 @@ use anyhow::Context;
 use weir_processor::client::{WeirClient, accepted};
 use weir_proto::metadata_command::Command as Meta;
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
-use weir_proto::{
-    OutputTopicConfig, PutExternalEventDefRequest, PutTenantRequest, PutWfSpecRequest, RetryPolicy,
-    WfSpec,
-};
+use weir_proto::{OutputTopicConfig, PutTenantRequest, RetryPolicy, WfSpec};
 
 use crate::orders;
 
@@ -39,25 +36,13 @@ pub async fn setup(client: &WeirClient, tenant: &str, retry: &RetryPolicy) -> an
     });
     accepted(client.send_metadata(tenant, put_tenant).await?)
         .with_context(|| format!("enabling the output topic of tenant {tenant}"))?;
-    for def in orders::task_defs(retry, 30) {
-        let name = def.name.clone();
-        accepted(client.put_task_def(tenant, def).await?)
-            .with_context(|| format!("putting TaskDef {name}"))?;
-    }
-    let event = Meta::PutExternalEventDef(PutExternalEventDefRequest {
-        name: orders::DELIVERED.to_owned(),
-        enable_entity_events: None,
-    });
-    accepted(client.send_metadata(tenant, event).await?).context("putting the event def")?;
-    let spec = published_wf_spec();
-    let request = Meta::PutWfSpec(PutWfSpecRequest {
-        name: orders::WF_SPEC.to_owned(),
-        thread_specs: spec.thread_specs,
-        entrypoint_thread_name: spec.entrypoint_thread_name,
-        enable_entity_events: spec.enable_entity_events,
-    });
-    accepted(client.send_metadata(tenant, request).await?).context("putting the WfSpec")?;
-    Ok(())
+    orders::put_metadata(
+        client,
+        tenant,
+        orders::task_defs(retry, 30),
+        published_wf_spec(),
+    )
+    .await
 }
 
 #[cfg(test)]

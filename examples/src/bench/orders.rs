@@ -24,8 +24,7 @@ use weir_proto::metadata_command::Command as Meta;
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
 use weir_proto::variable_value::Value;
 use weir_proto::{
-    LhStatus, OutputTopicConfig, PutExternalEventDefRequest, PutTenantRequest, PutWfSpecRequest,
-    RetryPolicy, RunWfRequest, VariableValue,
+    LhStatus, OutputTopicConfig, PutTenantRequest, RetryPolicy, RunWfRequest, VariableValue,
 };
 use weir_topology::Topology;
 use weir_topology::kafka::{KafkaAdmin, KafkaClient, TopicPartition};
@@ -463,25 +462,8 @@ async fn drive(
 /// and processes when it fires, so with the example's 30 s a run longer than that
 /// would count (and pay for) timers that a shorter run does not.
 async fn put_orders_metadata(client: &WeirClient) -> anyhow::Result<()> {
-    for def in orders::task_defs(&NO_RETRY, TASK_TIMEOUT_SECONDS) {
-        let name = def.name.clone();
-        accepted(client.put_task_def(TENANT, def).await?)
-            .with_context(|| format!("putting TaskDef {name}"))?;
-    }
-    let event = Meta::PutExternalEventDef(PutExternalEventDefRequest {
-        name: orders::DELIVERED.to_owned(),
-        enable_entity_events: None,
-    });
-    accepted(client.send_metadata(TENANT, event).await?).context("putting the event def")?;
-    let spec = orders::wf_spec();
-    let request = Meta::PutWfSpec(PutWfSpecRequest {
-        name: orders::WF_SPEC.to_owned(),
-        thread_specs: spec.thread_specs,
-        entrypoint_thread_name: spec.entrypoint_thread_name,
-        enable_entity_events: spec.enable_entity_events,
-    });
-    accepted(client.send_metadata(TENANT, request).await?).context("putting the WfSpec")?;
-    Ok(())
+    let task_defs = orders::task_defs(&NO_RETRY, TASK_TIMEOUT_SECONDS);
+    orders::put_metadata(client, TENANT, task_defs, orders::wf_spec()).await
 }
 
 /// Starts the orders the example's `orders::start_orders` starts (ids
