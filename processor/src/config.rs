@@ -86,19 +86,12 @@ impl WeirConfig {
                 value: cluster_id,
             });
         }
-        let replication_factor: i16 = parse(
+        let replication_factor: i16 = positive(
             &lookup,
             "LHS_REPLICATION_FACTOR",
             1,
             "an integer from 1 to 32767",
         )?;
-        if replication_factor < 1 {
-            return Err(ConfigError {
-                variable: "LHS_REPLICATION_FACTOR",
-                expected: "an integer from 1 to 32767",
-                value: replication_factor.to_string(),
-            });
-        }
         let connect_timeout_ms: u64 = parse(
             &lookup,
             "LHS_KAFKA_CONNECT_TIMEOUT_MS",
@@ -111,17 +104,20 @@ impl WeirConfig {
             100,
             "a number of milliseconds",
         )?;
-        let max_batch_records: u64 = positive(&lookup, "LHS_COMMIT_MAX_RECORDS", 10_000)?;
+        let max_batch_records: u64 =
+            positive(&lookup, "LHS_COMMIT_MAX_RECORDS", 10_000, POSITIVE_INTEGER)?;
         let defaults = StateOptions::default();
         let block_cache_bytes: usize = positive(
             &lookup,
             "LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES",
             defaults.block_cache_bytes,
+            POSITIVE_INTEGER,
         )?;
         let memtable_bytes: usize = positive(
             &lookup,
             "LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES",
             defaults.write_buffer_bytes,
+            POSITIVE_INTEGER,
         )?;
         let instance_count: u32 = parse(&lookup, "LHS_INSTANCE_COUNT", 1, "a positive integer")?;
         let instance_id: u32 = parse(
@@ -137,19 +133,12 @@ impl WeirConfig {
                 value: format!("{instance_id} (with LHS_INSTANCE_COUNT={instance_count})"),
             });
         }
-        let cluster_partitions: i32 = parse(
+        let cluster_partitions: i32 = positive(
             &lookup,
             "LHS_CLUSTER_PARTITIONS",
             12,
             "a positive number of partitions",
         )?;
-        if cluster_partitions < 1 {
-            return Err(ConfigError {
-                variable: "LHS_CLUSTER_PARTITIONS",
-                expected: "a positive number of partitions",
-                value: cluster_partitions.to_string(),
-            });
-        }
         let output_partitions: i32 = parse(
             &lookup,
             "LHS_OUTPUT_TOPIC_PARTITIONS",
@@ -311,22 +300,25 @@ where
     }
 }
 
-/// A positive number from `variable`, or `default` when it is unset.
+const POSITIVE_INTEGER: &str = "a positive integer";
+
+/// A positive number from `variable`, or `default` when it is unset; `expected` says
+/// what else is wrong.
 fn positive<T>(
     lookup: &impl Fn(&str) -> Option<String>,
     variable: &'static str,
     default: T,
+    expected: &'static str,
 ) -> Result<T, ConfigError>
 where
     T: FromStr + Default + PartialOrd + Display,
     T::Err: Display,
 {
-    const EXPECTED: &str = "a positive integer";
-    let value = parse(lookup, variable, default, EXPECTED)?;
+    let value = parse(lookup, variable, default, expected)?;
     if value <= T::default() {
         return Err(ConfigError {
             variable,
-            expected: EXPECTED,
+            expected,
             value: value.to_string(),
         });
     }
