@@ -7,21 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::{join_all, try_join_all};
 
-/// Produces every group and waits for all acknowledgements. Returns the offsets of each
-/// group's records, in the order given.
-pub(crate) async fn produce_all<'a>(
-    groups: impl IntoIterator<Item = (&'a TopicPartition, &'a [Record])>,
-) -> Result<Vec<Vec<i64>>, KafkaError> {
-    let sends = groups.into_iter().map(|(partition, records)| async move {
-        let mut offsets = Vec::with_capacity(records.len());
-        for chunk in chunks(records) {
-            offsets.extend(partition.produce(chunk.to_vec()).await?);
-        }
-        Ok::<_, KafkaError>(offsets)
-    });
-    try_join_all(sends).await
-}
-
 use crate::kafka::{KafkaClient, KafkaError, Record, TopicPartition};
 
 /// Most records in one produce request.
@@ -31,6 +16,32 @@ const CHUNK_BYTES: usize = 512 * 1024;
 
 /// A topic and partition.
 pub(crate) type Destination = (String, i32);
+
+/// Produces every group and waits for all acknowledgements. Returns the offsets of each
+/// group's records, in the order given.
+pub(crate) async fn produce_all<'a>(
+    groups: impl IntoIterator<Item = (&'a TopicPartition, &'a [Record])>,
+) -> Result<Vec<Vec<i64>>, KafkaError> {
+    try_join_all(
+        groups
+            .into_iter()
+            .map(|(partition, records)| produce_in_chunks(partition, records)),
+    )
+    .await
+}
+
+/// Produces one partition's records in order, in produce-sized chunks; the offsets of
+/// all of them, or the first error (earlier chunks may be on the broker).
+async fn produce_in_chunks(
+    partition: &TopicPartition,
+    records: &[Record],
+) -> Result<Vec<i64>, KafkaError> {
+    let mut offsets = Vec::with_capacity(records.len());
+    for chunk in chunks(records) {
+        offsets.extend(partition.produce(chunk.to_vec()).await?);
+    }
+    Ok(offsets)
+}
 
 /// Sends records to any partition, reusing a handle per partition.
 #[derive(Debug)]
@@ -68,14 +79,10 @@ impl RecordCollector {
         let sends = ready
             .into_iter()
             .map(|(destination, records, handle)| async move {
-                let mut offsets = Vec::with_capacity(records.len());
-                for chunk in chunks(records) {
-                    match handle.produce(chunk.to_vec()).await {
-                        Ok(chunk_offsets) => offsets.extend(chunk_offsets),
-                        Err(error) => return (destination.clone(), Err(error)),
-                    }
-                }
-                (destination.clone(), Ok(offsets))
+                (
+                    destination.clone(),
+                    produce_in_chunks(&handle, records).await,
+                )
             });
         results.extend(join_all(sends).await);
         results

@@ -35,8 +35,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 pub(crate) struct Fetched {
     /// Index of the source in the task's list.
     pub(crate) source: usize,
-    /// Records at or after the position the loop asked for.
-    pub(crate) records: Vec<RecordAndOffset>,
+    /// Records at or after the position the loop asked for; what the task has not
+    /// taken yet stays here.
+    pub(crate) records: std::vec::IntoIter<RecordAndOffset>,
     /// The partition's high watermark when they were read.
     pub(crate) high_watermark: i64,
 }
@@ -141,7 +142,7 @@ async fn fetch_loop(
                 }
                 let fetched = Fetched {
                     source: index,
-                    records,
+                    records: records.into_iter(),
                     high_watermark,
                 };
                 if sender.send(fetched).await.is_err() {

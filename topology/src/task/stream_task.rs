@@ -40,23 +40,6 @@ struct Source {
     position: i64,
 }
 
-/// Fetched records of one source the task has not processed yet.
-struct Unprocessed {
-    source: usize,
-    records: std::vec::IntoIter<RecordAndOffset>,
-    high_watermark: i64,
-}
-
-impl From<Fetched> for Unprocessed {
-    fn from(fetched: Fetched) -> Self {
-        Self {
-            source: fetched.source,
-            records: fetched.records.into_iter(),
-            high_watermark: fetched.high_watermark,
-        }
-    }
-}
-
 /// A task with Kafka I/O around its [`TaskCore`].
 pub(crate) struct StreamTask {
     id: String,
@@ -201,7 +184,8 @@ impl StreamTask {
     pub(crate) async fn run(mut self) -> Result<(), RuntimeError> {
         let mut prefetcher = Prefetcher::start(&self.id, std::mem::take(&mut self.fetches));
         let mut batch_started = Instant::now();
-        let mut unprocessed: Option<Unprocessed> = None;
+        // Fetched records a full batch left for the next one.
+        let mut unprocessed: Option<Fetched> = None;
         loop {
             // A dropped runtime counts as a stop request.
             if *self.stop.borrow() || self.stop.has_changed().is_err() {
@@ -223,7 +207,7 @@ impl StreamTask {
             let fetched = match unprocessed.take() {
                 Some(rest) => Some(rest),
                 None => tokio::select! {
-                    fetched = prefetcher.next(wait) => fetched.map(Unprocessed::from),
+                    fetched = prefetcher.next(wait) => fetched,
                     _ = self.stop.changed() => None,
                 },
             };
@@ -273,8 +257,9 @@ impl StreamTask {
     ///    a destination that does not exist (or has parked records): they are written
     ///    to the parked store as changes of this batch; a parked destination that
     ///    exists again is produced first, and its parked records deleted in this batch;
-    /// 2. produce the changelog records (changed keys, tombstones), await them, then a
-    ///    commit marker per changed store carrying the next input offsets, await those;
+    /// 2. produce the changelog records (changed keys, tombstones), at the same time as
+    ///    step 1, await them, then a commit marker per changed store carrying the next
+    ///    input offsets, await those;
     /// 3. write the state changes, next input offsets and changelog positions to
     ///    RocksDB in one WriteBatch.
     ///
@@ -323,11 +308,8 @@ impl StreamTask {
         //    the batch's own changes, at once: both must be acknowledged before any marker.
         let outputs = group_outputs(std::mem::take(&mut batch.outputs));
         let mut by_store = StoreChanges::new();
-        for ((store, key), value) in &batch.changes {
-            by_store
-                .entry(*store)
-                .or_default()
-                .push((key.clone(), value.clone()));
+        for ((store, key), value) in std::mem::take(&mut batch.changes) {
+            by_store.entry(store).or_default().push((key, value));
         }
         let mut changed: BTreeSet<StoreId> = by_store.keys().copied().collect();
         let data = self.changelog_data(by_store, batch_id, timestamp_ms);
