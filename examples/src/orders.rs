@@ -237,7 +237,7 @@ pub fn order_id(prefix: &str, n: usize) -> String {
 }
 
 /// Orders whose RunWf commands are being produced at once (they share requests).
-const SUBMITTED_AT_ONCE: usize = 100;
+pub const SUBMITTED_AT_ONCE: usize = 100;
 
 /// Starts `orders` runs named `{prefix}-{n}`, waiting for each to be accepted.
 pub async fn start_orders(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::process::Command;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weir_processor::client::{WeirClient, accepted};
 use weir_processor::config::WeirConfig;
@@ -22,17 +22,14 @@ use weir_processor::inspect;
 use weir_processor::topics::CoreTopics;
 use weir_proto::metadata_command::Command as Meta;
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
-use weir_proto::variable_value::Value;
-use weir_proto::{
-    LhStatus, OutputTopicConfig, PutTenantRequest, RetryPolicy, RunWfRequest, VariableValue,
-};
+use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest, RetryPolicy};
 use weir_topology::Topology;
 use weir_topology::kafka::{KafkaAdmin, KafkaClient, TopicPartition};
 
 use super::process::ChildProcess;
 use super::report::{Row, Target, thousands};
 use super::{BenchConfig, rate};
-use crate::orders::{self, Workers};
+use crate::orders;
 
 /// The tenant both runs use (each on its own cluster).
 const TENANT: &str = "bench";
@@ -57,8 +54,6 @@ const QUIET: Duration = Duration::from_secs(1);
 const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the deliveries may still wait for results once every order completed.
 const DELIVERY_DRAIN: Duration = Duration::from_secs(30);
-/// RunWf commands being sent at once.
-const START_IN_FLIGHT: usize = 64;
 /// The slowest rate the wait for completion allows, on top of a minute.
 const SLOWEST_RUNS_PER_SECOND: u64 = 2;
 
@@ -135,9 +130,10 @@ impl Orders {
     pub fn rows(&self) -> Vec<Row> {
         let how = |run: &OrdersRun| {
             format!(
-                "{} orders WfRuns (3 tasks, with a {TASK_TIMEOUT_SECONDS} s timeout that never fires here, and an event each) on a fresh `weir server` ({} partitions); the example's workers in the bench process, RunWfs ({START_IN_FLIGHT} in flight, {:.1} s to send) and deliveries sent without waiting for results; from the first RunWf sent to the last WfRun COMPLETED committed, {:.1} s",
+                "{} orders WfRuns (3 tasks, with a {TASK_TIMEOUT_SECONDS} s timeout that never fires here, and an event each) on a fresh `weir server` ({} partitions); the example's workers in the bench process, RunWfs ({} in flight, {:.1} s to send) and deliveries sent without waiting for results; from the first RunWf sent to the last WfRun COMPLETED committed, {:.1} s",
                 thousands(run.runs),
                 run.partitions,
+                orders::SUBMITTED_AT_ONCE,
                 run.start_elapsed.as_secs_f64(),
                 run.elapsed.as_secs_f64()
             )
@@ -313,9 +309,8 @@ async fn measure(
     }
     put_orders_metadata(&client).await?;
 
-    let (shipped, deliveries) = mpsc::unbounded_channel();
-    let workers = Workers::start(config, TENANT, Some(shipped)).await?;
-    let mut delivery = tokio::spawn(deliver_at_once(client.clone(), deliveries));
+    let (workers, mut delivery) =
+        orders::start_workers_and_delivery(config, &client, TENANT).await?;
     let measured = drive(config, &client, &kafka, &topics, count).await;
     // Stopping the workers closes the deliveries' channel, so the delivery ends once
     // every event it posted has its result.
@@ -332,7 +327,9 @@ async fn measure(
         anyhow::ensure!(stat.failed == 0, "a worker failed tasks: {stat:?}");
     }
     match delivered {
-        Some(joined) => joined.context("the delivery panicked")??,
+        Some(joined) => {
+            joined.context("the delivery panicked")??;
+        }
         None => anyhow::bail!(
             "deliveries still waited for results {DELIVERY_DRAIN:?} after every order completed"
         ),
@@ -393,7 +390,7 @@ async fn drive(
     let prefix = format!("order-{}", chrono::Utc::now().timestamp_millis());
     eprintln!("orders: starting {count} WfRuns");
     let started = Instant::now();
-    start_orders_at_once(client, &prefix, count).await?;
+    orders::start_orders(client, TENANT, &prefix, count).await?;
     let start_elapsed = started.elapsed();
     let timeout =
         Duration::from_secs(60 + u64::try_from(count).unwrap_or(0) / SLOWEST_RUNS_PER_SECOND);
@@ -464,77 +461,6 @@ async fn drive(
 async fn put_orders_metadata(client: &WeirClient) -> anyhow::Result<()> {
     let task_defs = orders::task_defs(&NO_RETRY, TASK_TIMEOUT_SECONDS);
     orders::put_metadata(client, TENANT, task_defs, orders::wf_spec()).await
-}
-
-/// Starts the orders the example's `orders::start_orders` starts (ids
-/// `orders::order_id`, inputs from `orders::expected_variables`), with up to
-/// [`START_IN_FLIGHT`] RunWf commands being sent at once instead of one after another,
-/// then checks every one was accepted.
-async fn start_orders_at_once(
-    client: &WeirClient,
-    prefix: &str,
-    count: usize,
-) -> anyhow::Result<()> {
-    let mut sends = JoinSet::new();
-    let mut pending = Vec::with_capacity(count);
-    for n in 0..count {
-        if sends.len() >= START_IN_FLIGHT
-            && let Some(sent) = sends.join_next().await
-        {
-            pending.push(sent.context("a RunWf send panicked")??);
-        }
-        let request = RunWfRequest {
-            wf_spec_name: orders::WF_SPEC.to_owned(),
-            variables: orders::expected_variables(n)
-                .into_iter()
-                .filter(|(name, _)| name != "order-status")
-                .collect(),
-            id: Some(orders::order_id(prefix, n)),
-            ..Default::default()
-        };
-        let client = client.clone();
-        sends.spawn(async move { client.submit_run_wf(TENANT, request).await });
-    }
-    while let Some(sent) = sends.join_next().await {
-        pending.push(sent.context("a RunWf send panicked")??);
-    }
-    for result in pending {
-        accepted(result.wait().await?).context("starting an order")?;
-    }
-    Ok(())
-}
-
-/// Posts `item-delivered` for each shipped order as soon as it ships, without waiting
-/// for one result before sending the next (the example's `orders::deliver` waits for
-/// each, which would make one result round trip per order the ceiling here). Every
-/// event must be accepted.
-async fn deliver_at_once(
-    client: WeirClient,
-    mut shipped: mpsc::UnboundedReceiver<String>,
-) -> anyhow::Result<()> {
-    let mut results: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    while let Some(wf_run) = shipped.recv().await {
-        let client = client.clone();
-        results.spawn(async move {
-            let content = VariableValue {
-                value: Some(Value::Str("left at the door".to_owned())),
-            };
-            // The guid the example uses: a re-shipped order is delivered once.
-            let guid = Some(format!("{wf_run}-delivered"));
-            let pending = client
-                .submit_post_event(TENANT, &wf_run, orders::DELIVERED, content, guid)
-                .await?;
-            accepted(pending.wait().await?).with_context(|| format!("delivering {wf_run}"))?;
-            Ok(())
-        });
-        while let Some(done) = results.try_join_next() {
-            done.context("a delivery panicked")??;
-        }
-    }
-    while let Some(done) = results.join_next().await {
-        done.context("a delivery panicked")??;
-    }
-    Ok(())
 }
 
 /// Waits until the server has created the tenant's output topics.
