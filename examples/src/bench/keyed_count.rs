@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::process::Command;
-use weir_topology::kafka::{KafkaClient, TopicPartition};
+use weir_topology::kafka::KafkaClient;
 
 use super::process::ChildProcess;
-use super::{BenchConfig, PARTITIONS, rate};
+use super::{BenchConfig, PARTITIONS, end_offsets, partitions, rate};
 
 /// How long the output may stand still before the run is given up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -104,11 +104,11 @@ impl Processor {
         client: &KafkaClient,
     ) -> anyhow::Result<f64> {
         let output = crate::keyed_count::output_topic(&config.cluster_id);
-        let partitions = output_partitions(client, &output).await?;
+        let outputs = partitions(client, &output, PARTITIONS).await?;
         let mut seen = 0;
         let mut progress_at = Instant::now();
         loop {
-            let produced = output_records(&partitions).await?;
+            let produced = end_offsets(&outputs).await?;
             if produced >= config.records {
                 return Ok(rate(config.records, self.process.ready_at().elapsed()));
             }
@@ -154,28 +154,6 @@ pub fn tasks_ready_in(log: &str) -> BTreeMap<String, u64> {
         }
     }
     ready
-}
-
-/// Handles on every partition of a topic the processor created.
-pub async fn output_partitions(
-    client: &KafkaClient,
-    topic: &str,
-) -> anyhow::Result<Vec<TopicPartition>> {
-    let mut partitions = Vec::new();
-    for partition in 0..PARTITIONS {
-        partitions.push(client.partition(topic, partition).await?);
-    }
-    Ok(partitions)
-}
-
-/// Records in the topic: the sum of its partitions' high watermarks (the run's topics
-/// start empty).
-async fn output_records(partitions: &[TopicPartition]) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for partition in partitions {
-        total += u64::try_from(partition.high_watermark().await?).unwrap_or(0);
-    }
-    Ok(total)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use weir_topology::kafka::{KafkaClient, Record, TopicPartition};
 
 use super::report::{Row, Target, percentile};
-use super::{BenchConfig, PARTITIONS, input_record, input_topic, keyed_count, partition_of, rate};
+use super::{BenchConfig, PARTITIONS, input_record, input_topic, partition_of, partitions, rate};
 
 /// How often the producer sends what is due.
 const TICK: Duration = Duration::from_millis(10);
@@ -76,7 +76,7 @@ pub async fn run(
     target_rate: f64,
 ) -> anyhow::Result<Latency> {
     let output = crate::keyed_count::output_topic(&config.cluster_id);
-    let outputs = keyed_count::output_partitions(client, &output).await?;
+    let outputs = partitions(client, &output, PARTITIONS).await?;
     let (expected_tx, expected) = watch::channel(None::<Vec<u64>>);
     let mut consumers = JoinSet::new();
     for partition in outputs {
@@ -85,10 +85,7 @@ pub async fn run(
     }
 
     let input = input_topic(config);
-    let mut inputs = Vec::new();
-    for partition in 0..PARTITIONS {
-        inputs.push(client.partition(&input, partition).await?);
-    }
+    let inputs = partitions(client, &input, PARTITIONS).await?;
     let mut produced_per_partition = vec![0_u64; inputs.len()];
     let mut sends = JoinSet::new();
     let mut next = config.records;

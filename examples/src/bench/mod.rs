@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::task::JoinSet;
-use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaConfig, Record, TopicSpec};
+use weir_topology::kafka::{
+    KafkaAdmin, KafkaClient, KafkaConfig, Record, TopicPartition, TopicSpec,
+};
 
 use report::{Report, Row, Target};
 
@@ -101,6 +103,34 @@ pub fn rate(records: u64, elapsed: Duration) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let records = records as f64;
     records / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+/// Handles on partitions `0..count` of `topic`.
+pub async fn partitions(
+    client: &KafkaClient,
+    topic: &str,
+    count: i32,
+) -> anyhow::Result<Vec<TopicPartition>> {
+    let mut handles = Vec::new();
+    for partition in 0..count {
+        handles.push(client.partition(topic, partition).await?);
+    }
+    Ok(handles)
+}
+
+/// The sum of the partitions' high watermarks (read from fetches, which every broker
+/// answers right), all read at once: the records in a topic that started empty.
+pub async fn end_offsets(partitions: &[TopicPartition]) -> anyhow::Result<u64> {
+    let mut reads = JoinSet::new();
+    for partition in partitions {
+        let partition = partition.clone();
+        reads.spawn(async move { partition.high_watermark().await });
+    }
+    let mut total = 0;
+    while let Some(read) = reads.join_next().await {
+        total += u64::try_from(read.context("a high watermark read panicked")??).unwrap_or(0);
+    }
+    Ok(total)
 }
 
 /// Produces input records `range` to their partitions (each partition's records in

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::process::Command;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use weir_processor::client::{WeirClient, accepted};
 use weir_processor::config::WeirConfig;
 use weir_processor::core::store_names;
@@ -28,7 +27,7 @@ use weir_topology::kafka::{KafkaAdmin, KafkaClient, TopicPartition};
 
 use super::process::ChildProcess;
 use super::report::{Row, Target, thousands};
-use super::{BenchConfig, rate};
+use super::{BenchConfig, end_offsets, partitions, rate};
 use crate::orders;
 
 /// The tenant both runs use (each on its own cluster).
@@ -482,34 +481,6 @@ async fn wait_for_output_topics(config: &WeirConfig, topics: &CoreTopics) -> any
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Handles on partitions `0..count` of `topic`.
-async fn partitions(
-    kafka: &KafkaClient,
-    topic: &str,
-    count: i32,
-) -> anyhow::Result<Vec<TopicPartition>> {
-    let mut handles = Vec::new();
-    for partition in 0..count {
-        handles.push(kafka.partition(topic, partition).await?);
-    }
-    Ok(handles)
-}
-
-/// The sum of the partitions' high watermarks (read from fetches, which every broker
-/// answers right), all read at once.
-async fn end_offsets(partitions: &[TopicPartition]) -> anyhow::Result<u64> {
-    let mut reads = JoinSet::new();
-    for partition in partitions {
-        let partition = partition.clone();
-        reads.spawn(async move { partition.high_watermark().await });
-    }
-    let mut total = 0;
-    while let Some(read) = reads.join_next().await {
-        total += u64::try_from(read.context("a high watermark read panicked")??).unwrap_or(0);
-    }
-    Ok(total)
 }
 
 /// Reads the partitions' end every [`GROWTH_SAMPLE`] until `stop`, publishing on

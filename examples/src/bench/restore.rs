@@ -194,10 +194,7 @@ pub async fn run(config: &BenchConfig, keys: u64) -> anyhow::Result<Restore> {
         ])
         .await?;
     let client = KafkaClient::connect(&config.kafka).await?;
-    let mut partitions = Vec::new();
-    for partition in 0..PARTITIONS {
-        partitions.push(client.partition(&changelog, partition).await?);
-    }
+    let partitions = super::partitions(&client, &changelog, PARTITIONS).await?;
 
     eprintln!("restore: seeding {changelog} with {keys} keys");
     let (records, bytes) = seed(&partitions, &input, keys).await?;
