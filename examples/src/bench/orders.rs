@@ -82,7 +82,6 @@ impl OutputTopic {
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub struct OrdersRun {
-    pub output_topic: OutputTopic,
     /// Partitions of `core-cmd` (and so of the core's tasks).
     pub partitions: i32,
     /// WfRuns started, every one COMPLETED.
@@ -321,7 +320,7 @@ async fn measure(
         Err(_) => None,
     };
     delivery.abort();
-    let (runs, elapsed, start_elapsed, commands) = measured?;
+    let (elapsed, start_elapsed, commands) = measured?;
     for stat in stats? {
         anyhow::ensure!(stat.failed == 0, "a worker failed tasks: {stat:?}");
     }
@@ -354,9 +353,8 @@ async fn measure(
         }
     };
     Ok(OrdersRun {
-        output_topic,
         partitions: topics.partitions,
-        runs,
+        runs: u64::try_from(count)?,
         elapsed,
         start_elapsed,
         commands,
@@ -365,7 +363,7 @@ async fn measure(
 }
 
 /// Starts the orders, waits for every one to finish and checks they all COMPLETED with
-/// the expected variables; returns the runs, the time from the first RunWf to the last
+/// the expected variables; returns the time from the first RunWf to the last
 /// completion, the time sending the RunWfs took and the commands appended meanwhile.
 async fn drive(
     config: &WeirConfig,
@@ -373,7 +371,7 @@ async fn drive(
     kafka: &KafkaClient,
     topics: &CoreTopics,
     count: usize,
-) -> anyhow::Result<(u64, Duration, Duration, u64)> {
+) -> anyhow::Result<(Duration, Duration, u64)> {
     let commands = partitions(kafka, &topics.core_cmd(), topics.partitions).await?;
     let wf_runs_changelog = partitions(
         kafka,
@@ -446,7 +444,6 @@ async fn drive(
     );
     let completed_at = completed_at.context("the wf-runs changelog never grew")?;
     Ok((
-        u64::try_from(count).unwrap_or(0),
         completed_at.duration_since(started),
         start_elapsed,
         commands_after.saturating_sub(commands_before),
