@@ -34,6 +34,14 @@ pub const TASK_DEFS: [&str; 3] = ["fetch-price", "charge-credit-card", "ship-ite
 /// The ExternalEventDef a run waits for.
 pub const DELIVERED: &str = "item-delivered";
 
+/// No retries: a task the workers fail leaves its WfRun in ERROR.
+pub const NO_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 0,
+    initial_backoff_ms: 0,
+    backoff_multiplier: 1.0,
+    max_backoff_ms: 0,
+};
+
 /// The workflow, built as the seed writes it.
 pub fn wf_spec() -> WfSpec {
     let wf = WorkflowBuilder::new(WF_SPEC);

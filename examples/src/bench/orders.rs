@@ -21,7 +21,7 @@ use weir_processor::inspect;
 use weir_processor::topics::CoreTopics;
 use weir_proto::metadata_command::Command as Meta;
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
-use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest, RetryPolicy};
+use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest};
 use weir_topology::Topology;
 use weir_topology::kafka::{KafkaAdmin, KafkaClient, TopicPartition};
 
@@ -32,13 +32,6 @@ use crate::orders;
 
 /// The tenant both runs use (each on its own cluster).
 const TENANT: &str = "bench";
-/// No retries: a task the workers fail leaves its WfRun in ERROR, which fails the run.
-const NO_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: 0,
-    initial_backoff_ms: 0,
-    backoff_multiplier: 1.0,
-    max_backoff_ms: 0,
-};
 /// Each TaskDef's timeout: an hour, longer than any run.
 const TASK_TIMEOUT_SECONDS: i32 = 3_600;
 /// How long the server may take to create a newly enabled tenant's output topics.
@@ -453,9 +446,10 @@ async fn drive(
 /// Puts what the example's `orders::setup` puts, with TaskDefs whose timeout outlasts
 /// the run: a claimed task's timeout timer is a record the core appends to `core-cmd`
 /// and processes when it fires, so with the example's 30 s a run longer than that
-/// would count (and pay for) timers that a shorter run does not.
+/// would count (and pay for) timers that a shorter run does not. No retries, so a task
+/// the workers fail leaves its WfRun in ERROR, which fails the workload.
 async fn put_orders_metadata(client: &WeirClient) -> anyhow::Result<()> {
-    let task_defs = orders::task_defs(&NO_RETRY, TASK_TIMEOUT_SECONDS);
+    let task_defs = orders::task_defs(&orders::NO_RETRY, TASK_TIMEOUT_SECONDS);
     orders::put_metadata(client, TENANT, task_defs, orders::wf_spec()).await
 }
 
