@@ -62,7 +62,7 @@ pub struct BenchConfig {
     pub orders: usize,
     /// Keys of the restore workload's store.
     pub restore_keys: u64,
-    /// `debug` or `release`.
+    /// Which build runs: its directory name (`debug`, `release`, `bench-opt`).
     pub profile: String,
     pub quick: bool,
 }

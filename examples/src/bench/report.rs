@@ -114,7 +114,7 @@ impl Row {
 /// The whole run: how it ran and its rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// `debug` or `release`: which build ran.
+    /// Which build ran: its directory name (`debug`, `release`, `bench-opt`).
     pub profile: String,
     pub quick: bool,
     /// Input records per workload.
