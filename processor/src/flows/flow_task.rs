@@ -28,7 +28,7 @@ use serde_json::Value;
 use weir_proto::DataModel;
 use weir_topology::{InputRecord, OutputRecord, ProcessingError, Processor, ProcessorContext};
 
-use super::ingest::tombstone;
+use super::ingest::keyed_record;
 use super::record;
 use super::transform::TransformRegistry;
 use crate::topics::partition_for_key;
@@ -81,10 +81,11 @@ impl Processor for FlowProcessor {
             let Some(key) = &input.key else {
                 return Err(self.refuse("an input record with neither key nor value"));
             };
-            ctx.forward(tombstone(
+            ctx.forward(keyed_record(
                 self.output_topic.clone(),
                 input.partition,
                 key.clone(),
+                None,
             ));
             return Ok(());
         };
@@ -152,16 +153,12 @@ impl Processor for CopyProcessor {
                 self.flow, self.target_topic
             )));
         };
-        let partition = partition_for_key(key, self.target_partitions);
-        ctx.forward(match &input.value {
-            Some(value) => OutputRecord::new(
-                self.target_topic.clone(),
-                partition,
-                key.clone(),
-                value.clone(),
-            ),
-            None => tombstone(self.target_topic.clone(), partition, key.clone()),
-        });
+        ctx.forward(keyed_record(
+            self.target_topic.clone(),
+            partition_for_key(key, self.target_partitions),
+            key.clone(),
+            input.value.clone(),
+        ));
         Ok(())
     }
 }

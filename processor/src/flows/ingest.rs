@@ -48,7 +48,10 @@
 //! [`LOAD_SKIPPED_METRIC`] (counters by `flow`) and [`LOAD_DONE_METRIC`] (a gauge by
 //! `flow` and `partition`, 1 once loaded or for a flow without a load).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use weir_proto::{DataModel, InitialLoadProgress, TableRow};
 use weir_topology::{
@@ -234,7 +237,7 @@ impl IngestProcessor {
                 ctx.forward(OutputRecord::new(
                     feed.input_topic.clone(),
                     input.partition,
-                    key.to_vec(),
+                    key.clone(),
                     row.value.clone(),
                 ));
                 cutover.loaded(key).map_err(fatal)?;
@@ -274,36 +277,91 @@ impl IngestProcessor {
         Ok(())
     }
 
-    /// A tombstone: removes its key's row and, from the `ingestion` topic, passes the
-    /// delete on to the flows.
-    fn delete(
-        &mut self,
+    /// `{name}{from}: {reason}`, where `from` names the migration flow for a record
+    /// of its output (formatted only when a record is refused).
+    fn refuse(&self, source: &TableSource, reason: impl std::fmt::Display) -> ProcessingError {
+        let name = &self.name;
+        ProcessingError::record(match source {
+            TableSource::Ingestion => format!("{name}: {reason}"),
+            TableSource::Migration { flow } => {
+                format!("{name} (from migration flow {flow:?}): {reason}")
+            }
+        })
+    }
+
+    /// Writes a record's row to the table; returns its key and canonical value.
+    fn put_row(
+        &self,
         ctx: &mut ProcessorContext<'_, '_>,
         input: &InputRecord,
-        ingestion: bool,
-        from: &str,
-    ) -> Result<(), ProcessingError> {
+        source: &TableSource,
+        value: &[u8],
+    ) -> Result<record::ValidRecord, ProcessingError> {
+        let valid = record::validate(&self.model, value).map_err(|e| self.refuse(source, e))?;
+        if let Some(key) = &input.key
+            && key.as_ref() != valid.key.as_slice()
+        {
+            return Err(self.refuse(
+                source,
+                format_args!(
+                    "the record's Kafka key {:?} differs from its key field {:?} value {:?}",
+                    String::from_utf8_lossy(key),
+                    self.model.key_field,
+                    String::from_utf8_lossy(&valid.key)
+                ),
+            ));
+        }
+        ctx.put(
+            &self.table,
+            &valid.key,
+            &TableRow {
+                value: valid.value.clone(),
+                source_topic: input.topic.to_string(),
+                source_offset: input.offset,
+            },
+        )?;
+        Ok(valid)
+    }
+
+    /// A tombstone: removes its key's row from the table; returns the key.
+    fn delete_row(
+        &self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        input: &InputRecord,
+        source: &TableSource,
+    ) -> Result<Bytes, ProcessingError> {
         let Some(key) = input
             .key
             .as_ref()
             .filter(|k| std::str::from_utf8(k).is_ok())
         else {
-            return Err(ProcessingError::record(format!(
-                "{}{from}: a record without a value must have a text key (a delete)",
-                self.name
-            )));
+            return Err(self.refuse(
+                source,
+                "a record without a value must have a text key (a delete)",
+            ));
         };
         ctx.delete(&self.table, key)?;
-        if ingestion {
-            let cutovers = self.cutovers(ctx, input)?;
-            for (feed, cutover) in self.flows.iter().zip(&cutovers) {
-                if cutover.live(input.offset) == LiveDecision::Copy {
-                    ctx.forward(tombstone(
-                        feed.input_topic.clone(),
-                        input.partition,
-                        key.clone(),
-                    ));
-                }
+        Ok(key.clone())
+    }
+
+    /// Passes a record of the ingestion topic (`value`, or a delete without one) on to
+    /// the input of each flow whose cut-over copies it live.
+    fn feed_flows(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, '_>,
+        input: &InputRecord,
+        key: Bytes,
+        value: Option<Bytes>,
+    ) -> Result<(), ProcessingError> {
+        let cutovers = self.cutovers(ctx, input)?;
+        for (feed, cutover) in self.flows.iter().zip(&cutovers) {
+            if cutover.live(input.offset) == LiveDecision::Copy {
+                ctx.forward(keyed_record(
+                    feed.input_topic.clone(),
+                    input.partition,
+                    key.clone(),
+                    value.clone(),
+                ));
             }
         }
         Ok(())
@@ -373,11 +431,20 @@ fn next_chunk<V>(
     Ok((rows, last))
 }
 
-/// A delete of `key` on `partition` of `topic`.
-pub(super) fn tombstone(topic: String, partition: i32, key: bytes::Bytes) -> OutputRecord {
+/// A record of `key` on `partition` of `topic`: `value`, or without one a delete (a
+/// tombstone).
+pub(super) fn keyed_record(
+    topic: String,
+    partition: i32,
+    key: Bytes,
+    value: Option<Bytes>,
+) -> OutputRecord {
     OutputRecord {
-        value: None,
-        ..OutputRecord::new(topic, partition, key, Vec::new())
+        topic,
+        partition,
+        key: Some(key),
+        value,
+        headers: BTreeMap::new(),
     }
 }
 
@@ -419,48 +486,15 @@ impl Processor for IngestProcessor {
                     self.name, input.topic
                 ))
             })?;
-        let from = match source {
-            TableSource::Ingestion => String::new(),
-            TableSource::Migration { flow } => format!(" (from migration flow {flow:?})"),
-        };
-        let Some(value) = &input.value else {
-            let ingestion = *source == TableSource::Ingestion;
-            return self.delete(ctx, input, ingestion, &from);
-        };
-        let valid = record::validate(&self.model, value)
-            .map_err(|e| ProcessingError::record(format!("{}{from}: {e}", self.name)))?;
-        if let Some(key) = &input.key
-            && key.as_ref() != valid.key.as_slice()
-        {
-            return Err(ProcessingError::record(format!(
-                "{}{from}: the record's Kafka key {:?} differs from its key field {:?} value {:?}",
-                self.name,
-                String::from_utf8_lossy(key),
-                self.model.key_field,
-                String::from_utf8_lossy(&valid.key)
-            )));
-        }
-        ctx.put(
-            &self.table,
-            &valid.key,
-            &TableRow {
-                value: valid.value.clone(),
-                source_topic: input.topic.to_string(),
-                source_offset: input.offset,
-            },
-        )?;
-        if *source == TableSource::Ingestion {
-            let cutovers = self.cutovers(ctx, input)?;
-            for (feed, cutover) in self.flows.iter().zip(&cutovers) {
-                if cutover.live(input.offset) == LiveDecision::Copy {
-                    ctx.forward(OutputRecord::new(
-                        feed.input_topic.clone(),
-                        input.partition,
-                        valid.key.clone(),
-                        valid.value.clone(),
-                    ));
-                }
+        let (key, value) = match &input.value {
+            Some(value) => {
+                let valid = self.put_row(ctx, input, source, value)?;
+                (Bytes::from(valid.key), Some(Bytes::from(valid.value)))
             }
+            None => (self.delete_row(ctx, input, source)?, None),
+        };
+        if *source == TableSource::Ingestion {
+            self.feed_flows(ctx, input, key, value)?;
         }
         Ok(())
     }
@@ -469,9 +503,7 @@ impl Processor for IngestProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::cell::Cell;
-    use std::collections::BTreeMap;
 
     #[test]
     fn chunks_cover_every_key_once_in_order_reading_narrow_ranges() {
