@@ -15,15 +15,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use weir_proto::FlowsManifest;
-use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError, Record};
+use weir_topology::kafka::{KafkaAdmin, KafkaClient, KafkaError};
 use weir_topology::{RunningRuntime, Runtime, RuntimeError};
 
 use super::manifest::{self, InvalidManifest, ManifestError, ValidManifest, flow_topics};
 use super::topology::{
-    FlowStores, FlowsOptions, FlowsTopologyError, PartitionCounts, START_HEADER, topology_with,
+    FlowStores, FlowsOptions, FlowsTopologyError, PartitionCounts, START_HEADER,
+    send_control_records, topology_with,
 };
 use super::transform::TransformRegistry;
 use crate::config::{ConfigError, WeirConfig};
@@ -248,20 +249,8 @@ async fn send_start_records(
         .map(|topics| topics.source)
         .collect();
     for source in sources {
-        let topic = source.ingestion_topic();
-        for partition in 0..partitions.get(&source).copied().unwrap_or(0) {
-            let record = Record {
-                key: None,
-                value: Some(Vec::new()),
-                headers: BTreeMap::from([(START_HEADER.to_owned(), Vec::new())]),
-                timestamp: chrono::Utc::now(),
-            };
-            client
-                .partition(&topic, partition)
-                .await?
-                .produce(vec![record])
-                .await?;
-        }
+        let count = partitions.get(&source).copied().unwrap_or(0);
+        send_control_records(client, &source.ingestion_topic(), count, START_HEADER, b"").await?;
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use weir_topology::kafka::{
 
 use super::manifest::{ValidManifest, flow_topics};
 use super::plan::{ExistingState, Plan};
-use super::topology::FORGET_HEADER;
+use super::topology::{FORGET_HEADER, send_control_records};
 
 /// Suffix of the topic holding the applied manifest: `{LHS_CLUSTER_ID}_flows-manifest`.
 pub const MANIFEST_TOPIC_SUFFIX: &str = "flows-manifest";
@@ -283,19 +283,7 @@ pub async fn apply(
         applied.actions.push(format!("removed flow {}", flow.name));
     }
     for (topic, partitions, flow) in forget_records(plan, existing) {
-        let record = || Record {
-            key: None,
-            value: Some(flow.as_bytes().to_vec()),
-            headers: BTreeMap::from([(FORGET_HEADER.to_owned(), Vec::new())]),
-            timestamp: chrono::Utc::now(),
-        };
-        for partition in 0..partitions {
-            client
-                .partition(&topic, partition)
-                .await?
-                .produce(vec![record()])
-                .await?;
-        }
+        send_control_records(client, &topic, partitions, FORGET_HEADER, flow.as_bytes()).await?;
         applied.actions.push(format!(
             "wrote a forget record of flow {flow} to each partition of {topic}"
         ));

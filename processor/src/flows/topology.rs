@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use weir_proto::flow::FlowKind;
 use weir_proto::{InitialLoadProgress, TableRow};
-use weir_topology::kafka::TopicSpec;
+use weir_topology::kafka::{KafkaClient, KafkaError, Record, TopicSpec};
 use weir_topology::{SourceTopic, StoreHandle, Topology, TopologyError};
 
 use super::flow_task::{CopyProcessor, FlowProcessor};
@@ -101,6 +101,33 @@ pub const START_HEADER: &str = "weir-flows-start";
 /// removal takes effect in order with the records around it, whether or not a flows
 /// process runs before the flow is declared again.
 pub const FORGET_HEADER: &str = "weir-flows-forget";
+
+/// Writes one control record (no key, `value`, the `header`) to each of the first
+/// `partitions` partitions of `topic`: the start records ([`START_HEADER`]) the flows
+/// process sends when it starts, and the forget records ([`FORGET_HEADER`]) `weir flows
+/// apply` sends when it removes a flow.
+pub(super) async fn send_control_records(
+    client: &KafkaClient,
+    topic: &str,
+    partitions: i32,
+    header: &str,
+    value: &[u8],
+) -> Result<(), KafkaError> {
+    for partition in 0..partitions {
+        let record = Record {
+            key: None,
+            value: Some(value.to_vec()),
+            headers: BTreeMap::from([(header.to_owned(), Vec::new())]),
+            timestamp: chrono::Utc::now(),
+        };
+        client
+            .partition(topic, partition)
+            .await?
+            .produce(vec![record])
+            .await?;
+    }
+    Ok(())
+}
 
 /// Table rows the initial load wrote to a flow's input topic, by `flow`.
 pub const LOAD_RECORDS_METRIC: &str = "weir_flows_initial_load_records_total";
