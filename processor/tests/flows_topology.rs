@@ -17,7 +17,6 @@ use weir_processor::flows::topology::{
 use weir_processor::flows::transform::TransformRegistry;
 use weir_processor::spec_file::SpecFormat;
 use weir_processor::topics::partition_for_key;
-use weir_proto::flow::FlowKind;
 use weir_proto::{DataModelVersion, TableRow};
 use weir_topology::kafka::KafkaConfig;
 use weir_topology::task::{ERROR_HEADER, RecordOutcome};
@@ -571,8 +570,7 @@ fn the_state_a_plan_removes_is_every_changelog_the_runtime_makes_for_flows() {
         }
     }
     for flow in manifest.flows() {
-        let regular = flow.kind != FlowKind::Migration as i32;
-        for store in flow_state_stores(&flow.name, regular) {
+        for store in flow_state_stores(flow) {
             named.insert(table_changelog(CLUSTER, &store));
         }
     }

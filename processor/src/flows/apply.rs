@@ -210,20 +210,15 @@ pub fn topics_to_create(
 /// The topics [`apply`] deletes for `plan`: its topics, then the changelogs of its
 /// removed tables and state that exist.
 pub fn deletions(plan: &Plan, existing: &ExistingState, cluster_id: &str) -> Vec<String> {
+    let stores = plan.remove_tables.iter().map(|t| &t.name);
+    let changelogs = stores
+        .chain(plan.remove_state.iter().map(|s| &s.store))
+        .map(|store| table_changelog(cluster_id, store))
+        .filter(|name| existing.topics.contains_key(name));
     plan.remove_topics
         .iter()
         .map(|t| t.name.clone())
-        .chain(
-            plan.remove_tables
-                .iter()
-                .map(|t| table_changelog(cluster_id, &t.name))
-                .chain(
-                    plan.remove_state
-                        .iter()
-                        .map(|s| table_changelog(cluster_id, &s.store)),
-                )
-                .filter(|name| existing.topics.contains_key(name)),
-        )
+        .chain(changelogs)
         .collect()
 }
 

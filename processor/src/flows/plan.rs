@@ -187,6 +187,16 @@ impl Plan {
             && self.remove_state.is_empty()
     }
 
+    /// Deletes `stores`, the internal state of `owner` (`model UserActivity 0.0`, `flow
+    /// parse`).
+    fn remove_state_of(&mut self, owner: &str, stores: Vec<String>) {
+        self.remove_state
+            .extend(stores.into_iter().map(|store| StateChange {
+                store,
+                owner: owner.to_owned(),
+            }));
+    }
+
     /// Whether the plan may be applied: it has no conflicts.
     pub fn is_applicable(&self) -> bool {
         self.conflicts.is_empty()
@@ -254,11 +264,7 @@ pub fn plan(manifest: &ValidManifest, existing: &ExistingState, options: PlanOpt
         };
         if options.allow_data_removal {
             plan.remove_tables.push(table);
-            plan.remove_state
-                .extend(model_state_stores(id).into_iter().map(|store| StateChange {
-                    store,
-                    owner: format!("model {id}"),
-                }));
+            plan.remove_state_of(&format!("model {id}"), model_state_stores(id));
         } else {
             plan.kept.push(Kept {
                 what: format!("table {}", table.name),
@@ -326,14 +332,7 @@ pub fn plan(manifest: &ValidManifest, existing: &ExistingState, options: PlanOpt
         if !desired_names.contains(name) {
             plan.remove_flows.push((*flow).clone());
             if options.allow_data_removal {
-                let regular = flow.kind != FlowKind::Migration as i32;
-                plan.remove_state
-                    .extend(flow_state_stores(name, regular).into_iter().map(|store| {
-                        StateChange {
-                            store,
-                            owner: format!("flow {name}"),
-                        }
-                    }));
+                plan.remove_state_of(&format!("flow {name}"), flow_state_stores(flow));
             }
         }
     }

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use weir_proto::flow::FlowKind;
-use weir_proto::{InitialLoadProgress, TableRow};
+use weir_proto::{Flow, InitialLoadProgress, TableRow};
 use weir_topology::kafka::{KafkaClient, KafkaError, Record, TopicSpec};
 use weir_topology::{SourceTopic, StoreHandle, Topology, TopologyError};
 
@@ -196,12 +196,12 @@ pub fn model_state_stores(model: &ModelVersion) -> Vec<String> {
     stores
 }
 
-/// Every store of the sub-topologies of the flow named `flow` (its transform, and for a
-/// regular flow its copier): the runtime's stores; a flow has none of its own.
-pub fn flow_state_stores(flow: &str, regular: bool) -> Vec<String> {
-    let mut stores = runtime_stores(&flow_subtopology(flow)).to_vec();
-    if regular {
-        stores.extend(runtime_stores(&copy_subtopology(flow)));
+/// Every store of the sub-topologies of `flow` (its transform, and for a regular flow
+/// its copier): the runtime's stores; a flow has none of its own.
+pub fn flow_state_stores(flow: &Flow) -> Vec<String> {
+    let mut stores = runtime_stores(&flow_subtopology(&flow.name)).to_vec();
+    if flow.kind != FlowKind::Migration as i32 {
+        stores.extend(runtime_stores(&copy_subtopology(&flow.name)));
     }
     stores
 }
