@@ -141,6 +141,11 @@ fn version_of(value: &Value) -> u64 {
         .expect("v{n}")
 }
 
+/// `UserActivity 0.0` and `0.1` with the migration between them.
+fn with_migration() -> String {
+    format!("{UA00_MODEL}{UA01_AND_MIGRATION}")
+}
+
 /// Drivers, one after the other, over one state directory.
 struct Harness {
     dir: tempfile::TempDir,
@@ -211,6 +216,17 @@ impl Harness {
         self.stores = stores;
     }
 
+    /// `UserActivity 0.0` alone, filled ([`Harness::fill`]), then the migration added
+    /// (`load_chunk` rows a tick) and started on every partition.
+    fn migration_started(load_chunk: usize, users: usize, updated: usize) -> Self {
+        let mut h = Self::new();
+        h.open(UA00_MODEL, load_chunk);
+        h.fill(users, updated);
+        h.open(&with_migration(), load_chunk);
+        h.start_all();
+        h
+    }
+
     fn driver(&mut self) -> &mut TopologyTestDriver {
         self.driver.as_mut().expect("open")
     }
@@ -223,13 +239,25 @@ impl Harness {
         value: &[u8],
         headers: &[(&str, &[u8])],
     ) {
+        self.pipe_record(topic, partition, key, Some(value), headers);
+    }
+
+    /// Pipes a record, counted for the offsets of the next driver.
+    fn pipe_record(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) {
         *self.piped.entry((topic.to_owned(), partition)).or_default() += 1;
         self.driver()
             .pipe(
                 topic,
                 partition,
                 key.map(str::as_bytes),
-                Some(value),
+                value,
                 headers,
                 1_000,
             )
@@ -253,32 +281,25 @@ impl Harness {
 
     /// A delete of `user` (a tombstone) on `UserActivity 0.0`.
     fn delete(&mut self, user: &str) {
-        let partition = part(user);
-        *self.piped.entry((UA00.to_owned(), partition)).or_default() += 1;
-        self.driver()
-            .pipe(UA00, partition, Some(user.as_bytes()), None, &[], 1_000)
-            .expect("pipe");
+        self.pipe_record(UA00, part(user), Some(user), None, &[]);
+    }
+
+    /// A control record (`value`, `header`, no key) on every partition of `topic`.
+    fn control_all(&mut self, topic: &str, value: &[u8], header: &str) {
+        for partition in 0..PARTITIONS {
+            self.pipe(topic, partition, None, value, &[(header, b"")]);
+        }
     }
 
     /// A start record on every partition of `UserActivity 0.0`.
     fn start_all(&mut self) {
-        for partition in 0..PARTITIONS {
-            self.pipe(UA00, partition, None, b"", &[(START_HEADER, b"")]);
-        }
+        self.control_all(UA00, b"", START_HEADER);
     }
 
     /// A forget record of `flow` on every partition of `UserActivity 0.0`, as `weir
     /// flows apply` writes when it removes the flow.
     fn forget_all(&mut self, flow: &str) {
-        for partition in 0..PARTITIONS {
-            self.pipe(
-                UA00,
-                partition,
-                None,
-                flow.as_bytes(),
-                &[(FORGET_HEADER, b"")],
-            );
-        }
+        self.control_all(UA00, flow.as_bytes(), FORGET_HEADER);
     }
 
     /// One loader tick on every partition that has one due.
@@ -309,13 +330,28 @@ impl Harness {
     }
 
     fn done(&self, flow: &str) -> bool {
-        (0..PARTITIONS).all(|p| self.progress(p).get(flow).is_some_and(|l| l.done))
+        self.done_from(&mv("UserActivity", 0, 0), flow)
+    }
+
+    /// Whether the load of `flow` from `model` is done on every partition.
+    fn done_from(&self, model: &ModelVersion, flow: &str) -> bool {
+        (0..PARTITIONS).all(|p| {
+            self.progress_from(model, p)
+                .get(flow)
+                .is_some_and(|l| l.done)
+        })
     }
 
     /// Ticks until `flow` is loaded on every partition; returns how many ticks it took.
     fn load(&mut self, flow: &str) -> usize {
+        self.load_from(&mv("UserActivity", 0, 0), flow)
+    }
+
+    /// Ticks until `flow` from `model` is loaded on every partition; returns how many
+    /// ticks it took.
+    fn load_from(&mut self, model: &ModelVersion, flow: &str) -> usize {
         for ticks in 0..1_000 {
-            if self.done(flow) {
+            if self.done_from(model, flow) {
                 return ticks;
             }
             self.tick();
@@ -410,8 +446,7 @@ fn adding_a_migration_loads_every_key_of_the_old_table_into_the_new_version() {
     h.fill(30, 10);
     assert_eq!(h.table(&mv("UserActivity", 0, 0)).len(), 30);
 
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 4);
+    h.open(&with_migration(), 4);
     assert!(
         (0..PARTITIONS).all(|p| h.progress(p).is_empty()),
         "nothing started yet"
@@ -461,8 +496,7 @@ fn live_updates_during_the_load_win_over_the_history() {
     h.open(UA00_MODEL, 2);
     h.fill(30, 0);
 
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 2);
+    h.open(&with_migration(), 2);
     // No start record: each partition starts with its first live record. Producers go
     // on between ticks: updates of keys the scan has passed and of keys it has not
     // reached yet, and new keys.
@@ -491,13 +525,7 @@ fn live_updates_during_the_load_win_over_the_history() {
 
 #[test]
 fn a_crash_mid_load_resumes_after_the_last_loaded_key() {
-    let mut h = Harness::new();
-    h.open(UA00_MODEL, 3);
-    h.fill(30, 5);
-
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 3);
-    h.start_all();
+    let mut h = Harness::migration_started(3, 30, 5);
     h.tick();
     h.tick();
     h.produce("user-29", " live");
@@ -520,7 +548,7 @@ fn a_crash_mid_load_resumes_after_the_last_loaded_key() {
     assert_eq!(last.key.as_ref(), MIGRATE.as_bytes());
 
     // Crash and restart on the same state.
-    h.open(&with_migration, 3);
+    h.open(&with_migration(), 3);
     let after: Vec<InitialLoadProgress> = (0..PARTITIONS)
         .map(|p| h.progress(p)[MIGRATE].clone())
         .collect();
@@ -583,12 +611,7 @@ fn a_regular_flow_with_initial_load_fills_its_target_and_one_without_starts_live
 
 #[test]
 fn a_flow_removed_and_declared_again_loads_again() {
-    let mut h = Harness::new();
-    h.open(UA00_MODEL, 10);
-    h.fill(12, 0);
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 10);
-    h.start_all();
+    let mut h = Harness::migration_started(10, 12, 0);
     h.load(MIGRATE);
     assert_eq!(h.records(MIGRATE_IN).len(), 12);
 
@@ -599,7 +622,7 @@ fn a_flow_removed_and_declared_again_loads_again() {
     h.produce("user-1", " while no migration runs");
 
     // Declared again: a new flow, loaded again from the table.
-    h.open(&with_migration, 10);
+    h.open(&with_migration(), 10);
     h.start_all();
     for partition in 0..PARTITIONS {
         assert!(
@@ -618,12 +641,7 @@ fn a_flow_removed_and_declared_again_loads_again() {
 
 #[test]
 fn a_flow_removed_and_declared_again_with_no_run_between_loads_again() {
-    let mut h = Harness::new();
-    h.open(UA00_MODEL, 10);
-    h.fill(12, 0);
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 10);
-    h.start_all();
+    let mut h = Harness::migration_started(10, 12, 0);
     h.load(MIGRATE);
     let before: Vec<i64> = (0..PARTITIONS)
         .map(|p| h.progress(p)[MIGRATE].snapshot_position)
@@ -635,7 +653,7 @@ fn a_flow_removed_and_declared_again_with_no_run_between_loads_again() {
     h.produce("user-1", " before the removal");
     h.forget_all(MIGRATE);
     h.produce("user-2", " after the removal");
-    h.open(&with_migration, 10);
+    h.open(&with_migration(), 10);
     h.start_all();
     for partition in 0..PARTITIONS {
         let progress = &h.progress(partition)[MIGRATE];
@@ -658,12 +676,7 @@ fn a_flow_removed_and_declared_again_with_no_run_between_loads_again() {
 
 #[test]
 fn a_forget_record_reached_by_a_process_still_running_the_flow_restarts_its_load() {
-    let mut h = Harness::new();
-    h.open(UA00_MODEL, 1);
-    h.fill(30, 0);
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 1);
-    h.start_all();
+    let mut h = Harness::migration_started(1, 30, 0);
     h.tick();
     for partition in 0..PARTITIONS {
         let progress = &h.progress(partition)[MIGRATE];
@@ -719,12 +732,7 @@ const MIGRATE_0_2: &str = r#"
 #[test]
 fn a_chain_of_migrations_brings_the_history_through_but_later_old_version_records_stop_at_the_middle()
  {
-    let mut h = Harness::new();
-    h.open(UA00_MODEL, 4);
-    h.fill(12, 3);
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 4);
-    h.start_all();
+    let mut h = Harness::migration_started(4, 12, 3);
     h.load(MIGRATE);
     check_migrated_table(&h);
 
@@ -734,23 +742,8 @@ fn a_chain_of_migrations_brings_the_history_through_but_later_old_version_record
     let chain = format!("{UA00_MODEL}{ua01}{UA02_MODEL}flows:\n{flows}{MIGRATE_0_2}");
     h.open(&chain, 4);
     let ua01_model = mv("UserActivity", 0, 1);
-    for partition in 0..PARTITIONS {
-        h.pipe(UA01, partition, None, b"", &[(START_HEADER, b"")]);
-    }
-    let done = |h: &Harness| {
-        (0..PARTITIONS).all(|p| {
-            h.progress_from(&ua01_model, p)
-                .get("migrate-to-0-2")
-                .is_some_and(|l| l.done)
-        })
-    };
-    for _ in 0..1_000 {
-        if done(&h) {
-            break;
-        }
-        h.tick();
-    }
-    assert!(done(&h), "the second migration's load ends");
+    h.control_all(UA01, b"", START_HEADER);
+    h.load_from(&ua01_model, "migrate-to-0-2"); // the second migration's load ends
 
     // The history went through both migrations: 0.2 is exclaim(shout(0.0)).
     let through: BTreeMap<String, Value> = h
@@ -785,12 +778,7 @@ fn a_chain_of_migrations_brings_the_history_through_but_later_old_version_record
 
 #[test]
 fn deletes_during_and_after_a_load_leave_the_new_version_without_the_key() {
-    let mut h = Harness::new();
-    h.open(UA00_MODEL, 2);
-    h.fill(30, 0);
-    let with_migration = format!("{UA00_MODEL}{UA01_AND_MIGRATION}");
-    h.open(&with_migration, 2);
-    h.start_all();
+    let mut h = Harness::migration_started(2, 30, 0);
     h.tick();
     assert!(
         (0..PARTITIONS).all(|p| !h.progress(p)[MIGRATE].done),
