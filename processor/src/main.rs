@@ -18,6 +18,10 @@ use weir_processor::topics::{CoreTopics, DEFAULT_TENANT};
 use weir_processor::{cli, lifecycle};
 use weir_proto::{DataModelVersion, VariableValue};
 
+/// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// weir: a Kafka-native stream processor. Configuration comes from `LHS_*` variables.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version)]

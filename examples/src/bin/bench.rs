@@ -19,6 +19,10 @@ use anyhow::Context;
 use weir_examples::bench::{self, BenchConfig};
 use weir_topology::kafka::KafkaConfig;
 
+/// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");

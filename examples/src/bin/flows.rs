@@ -39,6 +39,10 @@ use weir_processor::flows::topology::FlowsOptions;
 use weir_processor::lifecycle;
 use weir_topology::kafka::{KafkaAdmin, KafkaClient};
 
+/// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Distinct users the generator writes for: enough that most rows of the 0.0 table are
 /// not rewritten live before the migration's initial load reaches them.
 const USERS: u64 = 1_000;

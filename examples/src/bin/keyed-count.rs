@@ -14,6 +14,10 @@ use weir_processor::config::WeirConfig;
 use weir_processor::lifecycle;
 use weir_topology::Runtime;
 
+/// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     lifecycle::init_logging("info");

@@ -28,6 +28,10 @@ use weir_processor::config::WeirConfig;
 use weir_processor::lifecycle;
 use weir_proto::{LhStatus, RetryPolicy};
 
+/// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RETRY: RetryPolicy = RetryPolicy {
     max_retries: 3,
     initial_backoff_ms: 500,

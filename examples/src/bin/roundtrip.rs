@@ -19,6 +19,10 @@ use weir_proto::{
 };
 use weir_topology::kafka::{KafkaAdmin, KafkaClient, Record, TopicSpec};
 
+/// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PARTITIONS: i32 = 2;
 
 #[tokio::main]
