@@ -47,6 +47,9 @@ pub struct WeirConfig {
     /// `LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES`: the limit on the memtables of every store of
     /// the process together.
     pub memtable_bytes: usize,
+    /// `LHS_STATE_VALUE_CACHE_BYTES`: the cache of committed store values every store of
+    /// the process shares; 0 turns it off.
+    pub value_cache_bytes: usize,
     /// `LHS_INSTANCE_ID`: this instance's number, from 0.
     pub instance_id: u32,
     /// `LHS_INSTANCE_COUNT`: how many instances share the partitions.
@@ -118,6 +121,12 @@ impl WeirConfig {
             "LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES",
             defaults.write_buffer_bytes,
             POSITIVE_INTEGER,
+        )?;
+        let value_cache_bytes: usize = parse(
+            &lookup,
+            "LHS_STATE_VALUE_CACHE_BYTES",
+            defaults.value_cache_bytes,
+            "a number of bytes (0 turns the cache off)",
         )?;
         let instance_count: u32 = parse(&lookup, "LHS_INSTANCE_COUNT", 1, "a positive integer")?;
         let instance_id: u32 = parse(
@@ -208,6 +217,7 @@ impl WeirConfig {
             max_batch_records,
             block_cache_bytes,
             memtable_bytes,
+            value_cache_bytes,
             instance_id,
             instance_count,
             create_topics,
@@ -233,6 +243,7 @@ impl WeirConfig {
         runtime.state = StateOptions {
             block_cache_bytes: self.block_cache_bytes,
             write_buffer_bytes: self.memtable_bytes,
+            value_cache_bytes: self.value_cache_bytes,
             ..StateOptions::default()
         };
         runtime.replication_factor = self.replication_factor;
@@ -363,11 +374,23 @@ mod tests {
             ("LHS_COMMIT_MAX_RECORDS", "2000"),
             ("LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES", "268435456"),
             ("LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES", "33554432"),
+            ("LHS_STATE_VALUE_CACHE_BYTES", "1048576"),
         ])?;
         let runtime = config.runtime();
         assert_eq!(runtime.max_batch_records, 2_000);
         assert_eq!(runtime.state.block_cache_bytes, 256 << 20);
         assert_eq!(runtime.state.write_buffer_bytes, 32 << 20);
+        assert_eq!(runtime.state.value_cache_bytes, 1 << 20);
+        let off = load(&[("LHS_STATE_VALUE_CACHE_BYTES", "0")])?;
+        assert_eq!(off.runtime().state.value_cache_bytes, 0);
+        for bad in ["-1", "lots"] {
+            let error = load(&[("LHS_STATE_VALUE_CACHE_BYTES", bad)]).err();
+            assert_eq!(
+                error.as_ref().map(|e| e.variable),
+                Some("LHS_STATE_VALUE_CACHE_BYTES"),
+                "{bad}"
+            );
+        }
         for variable in [
             "LHS_COMMIT_MAX_RECORDS",
             "LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES",

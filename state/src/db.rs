@@ -1,5 +1,6 @@
 //! [`TaskDb`]: one task's RocksDB instance with its named stores, the overlay of changes not
-//! yet committed, and the checkpoint written atomically with them.
+//! yet committed, and the checkpoint written atomically with them. Point reads that miss
+//! the overlay go through the process's value cache ([`crate::value_cache`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -16,6 +17,7 @@ use crate::checkpoint::{CHECKPOINT_KEY, META_CF};
 use crate::error::{KeyDisplay, key_string};
 use crate::overlay::{Overlay, merge_live};
 use crate::reader::{self, ReaderSlot, TaskDbReader};
+use crate::value_cache::ValueCache;
 use crate::{Checkpoint, RecordState, StateError, StateResources};
 
 /// Identifies a store of one [`TaskDb`]: its position in the list given to [`TaskDb::open`].
@@ -45,6 +47,17 @@ pub struct TaskDb {
     stores: Vec<String>,
     pub(crate) overlay: Overlay,
     write_options: WriteOptions,
+    /// The process's cache of committed values, and this database's generation in it.
+    values: ValueCache,
+    values_generation: u64,
+}
+
+/// Where a point read found its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadFrom {
+    Overlay,
+    ValueCache,
+    RocksDb,
 }
 
 impl TaskDb {
@@ -104,6 +117,8 @@ impl TaskDb {
             stores: stores.iter().map(|s| (*s).to_owned()).collect(),
             overlay: Overlay::new(stores.len()),
             write_options,
+            values: resources.values.clone(),
+            values_generation: ValueCache::new_generation(),
         })
     }
 
@@ -187,7 +202,13 @@ impl TaskDb {
         }
         let entries = self.overlay.len();
         self.write_with_checkpoint(batch, checkpoint, entries)?;
-        self.overlay.clear();
+        // RocksDB holds the values now: the next batch reads them from the cache.
+        for (store, entries) in self.overlay.drain() {
+            for (key, value) in entries {
+                self.values
+                    .insert(self.values_generation, store, key, value);
+            }
+        }
         Ok(written)
     }
 
@@ -221,6 +242,8 @@ impl TaskDb {
             written += add_to_batch(&mut batch, cfs[store.0], &key, value.as_deref());
             entries += 1;
         }
+        // What the cache holds for this database may be stale once these are written.
+        self.values_generation = ValueCache::new_generation();
         self.write_with_checkpoint(batch, checkpoint, entries)?;
         Ok(written)
     }
@@ -242,17 +265,36 @@ impl TaskDb {
             })
     }
 
-    /// The current value of `key`: the overlay first, then RocksDB.
+    /// The current value of `key`: the overlay first, then the value cache, then RocksDB.
     pub fn get_raw(&self, store: StoreId, key: &[u8]) -> Result<Option<Bytes>, StateError> {
+        self.read(store, key).map(|(value, _)| value)
+    }
+
+    /// [`TaskDb::get_raw`], saying where the value was found. A RocksDB read is cached.
+    pub(crate) fn read(
+        &self,
+        store: StoreId,
+        key: &[u8],
+    ) -> Result<(Option<Bytes>, ReadFrom), StateError> {
         if let Some(pending) = self.overlay.get(store.0, key) {
-            return Ok(pending.clone());
+            return Ok((pending.clone(), ReadFrom::Overlay));
+        }
+        if let Some(cached) = self.values.get(self.values_generation, store.0, key) {
+            return Ok((cached, ReadFrom::ValueCache));
         }
         let cf = self.cf(store)?;
         let stored = self
             .db
             .get_cf(cf, key)
-            .map_err(|source| self.read_error(store, key_string(key), source))?;
-        Ok(stored.map(Bytes::from))
+            .map_err(|source| self.read_error(store, key_string(key), source))?
+            .map(Bytes::from);
+        self.values.insert(
+            self.values_generation,
+            store.0,
+            Bytes::copy_from_slice(key),
+            stored.clone(),
+        );
+        Ok((stored, ReadFrom::RocksDb))
     }
 
     /// Every live (key, value) of a store in key order, overlay merged.

@@ -11,7 +11,9 @@
 //!   of keys whose bytes differ, moving them into the overlay (`overlay`), where later
 //!   records of the batch see them;
 //! - [`TaskDb::commit_pending`] writes the overlay and the [`Checkpoint`] (`checkpoint`) in
-//!   one RocksDB write batch once the runtime has the batch's output acknowledged.
+//!   one RocksDB write batch once the runtime has the batch's output acknowledged;
+//! - reads that miss the overlay try the process's value cache (`value_cache`) of committed
+//!   values before RocksDB; commits update it.
 //!
 //! [`TaskDbReader`] (`reader`) reads a `TaskDb`'s committed state from other threads
 //! (queries), without holding the database open once its task closes it.
@@ -29,6 +31,7 @@ mod reader;
 mod record;
 #[cfg(test)]
 mod test_support;
+mod value_cache;
 
 pub use changes::{Change, ChangeSet};
 pub use checkpoint::Checkpoint;

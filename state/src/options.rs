@@ -1,9 +1,12 @@
 //! Memory and file limits for every task's RocksDB: [`StateOptions`] says how much, and
-//! [`StateResources`] holds the block cache and write buffer manager all `TaskDb`s share.
+//! [`StateResources`] holds the block cache, write buffer manager and value cache all
+//! `TaskDb`s share.
 
 use std::fmt;
 
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager};
+
+use crate::value_cache::ValueCache;
 
 /// Process-wide limits for state stores. One [`StateResources`] built from them is shared by
 /// every `TaskDb` of the process, so adding tasks does not add memory.
@@ -15,6 +18,9 @@ pub struct StateOptions {
     pub write_buffer_bytes: usize,
     /// Open SST files kept per task database (`-1` keeps them all open).
     pub max_open_files: i32,
+    /// Capacity of the value cache of committed values shared by every store (keys, values
+    /// and about 64 bytes of overhead per entry); 0 turns it off.
+    pub value_cache_bytes: usize,
 }
 
 impl Default for StateOptions {
@@ -23,6 +29,7 @@ impl Default for StateOptions {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
             max_open_files: 256,
+            value_cache_bytes: 32 << 20,
         }
     }
 }
@@ -39,6 +46,7 @@ pub struct StateResources {
     options: StateOptions,
     cache: Cache,
     write_buffers: WriteBufferManager,
+    pub(crate) values: ValueCache,
 }
 
 impl StateResources {
@@ -52,6 +60,7 @@ impl StateResources {
                 options.write_buffer_bytes,
                 false,
             ),
+            values: ValueCache::new(options.value_cache_bytes),
         }
     }
 
@@ -104,6 +113,7 @@ impl fmt::Debug for StateResources {
         f.debug_struct("StateResources")
             .field("options", &self.options)
             .field("write_buffer_usage", &self.write_buffers.get_usage())
+            .field("values", &self.values)
             .finish_non_exhaustive()
     }
 }

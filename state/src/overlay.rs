@@ -38,6 +38,16 @@ impl Overlay {
         self.stores.iter_mut().for_each(BTreeMap::clear);
     }
 
+    /// Takes every pending entry, per store index, leaving the overlay empty.
+    pub(crate) fn drain(
+        &mut self,
+    ) -> impl Iterator<Item = (usize, BTreeMap<Bytes, Option<Bytes>>)> {
+        let emptied = (0..self.stores.len()).map(|_| BTreeMap::new()).collect();
+        std::mem::replace(&mut self.stores, emptied)
+            .into_iter()
+            .enumerate()
+    }
+
     /// Pending entries per store index, each in key order.
     pub(crate) fn stores(&self) -> impl Iterator<Item = (usize, &BTreeMap<Bytes, Option<Bytes>>)> {
         self.stores.iter().enumerate()

@@ -7,6 +7,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::db::ReadFrom;
 use crate::error::key_string;
 use crate::overlay::{key_bounds, prefix_end};
 use crate::{Change, ChangeSet, StateError, StoreId, TaskDb};
@@ -27,6 +28,8 @@ pub struct RecordState<'a> {
     db: &'a mut TaskDb,
     cache: BTreeMap<StoreId, BTreeMap<Bytes, Cached>>,
     reads: u64,
+    /// Reads of `reads` the value cache answered.
+    value_cache_hits: u64,
     writes: u64,
     /// The first storage error met by a write; `finish` returns it.
     failure: Option<StateError>,
@@ -38,6 +41,7 @@ impl<'a> RecordState<'a> {
             db,
             cache: BTreeMap::new(),
             reads: 0,
+            value_cache_hits: 0,
             writes: 0,
             failure: None,
         }
@@ -64,8 +68,9 @@ impl RecordState<'_> {
         if let Some(cached) = cache.get(key) {
             return Ok(cached.current.clone());
         }
-        let original = self.db.get_raw(store, key)?;
+        let (original, from) = self.db.read(store, key)?;
         self.reads += 1;
+        self.value_cache_hits += u64::from(from == ReadFrom::ValueCache);
         cache.insert(
             Bytes::copy_from_slice(key),
             Cached {
@@ -122,6 +127,12 @@ impl RecordState<'_> {
         self.reads
     }
 
+    /// Number of [`reads`](Self::reads) the process's value cache answered (committed
+    /// values; RocksDB was not read).
+    pub fn value_cache_hits(&self) -> u64 {
+        self.value_cache_hits
+    }
+
     /// Number of put and delete calls.
     pub fn writes(&self) -> u64 {
         self.writes
@@ -155,9 +166,10 @@ impl RecordState<'_> {
             cached.current = value;
             return;
         }
-        match self.db.get_raw(store, key) {
-            Ok(original) => {
+        match self.db.read(store, key) {
+            Ok((original, from)) => {
                 self.reads += 1;
+                self.value_cache_hits += u64::from(from == ReadFrom::ValueCache);
                 cache.insert(
                     Bytes::copy_from_slice(key),
                     Cached {

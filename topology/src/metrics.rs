@@ -19,6 +19,7 @@ pub const RECORDS_LAG: &str = "weir_records_lag";
 pub const RESTORE_RECORDS: &str = "weir_restore_records_total";
 pub const RESTORE_REMAINING: &str = "weir_restore_remaining_records";
 pub const STORE_GETS: &str = "weir_store_gets_total";
+pub const STORE_VALUE_CACHE_HITS: &str = "weir_store_value_cache_hits_total";
 pub const STORE_PUTS: &str = "weir_store_puts_total";
 pub const STORE_BYTES_WRITTEN: &str = "weir_store_bytes_written_total";
 pub const OUTPUT_RECORDS: &str = "weir_output_records_total";
@@ -42,6 +43,7 @@ pub const ALL: &[&str] = &[
     RESTORE_RECORDS,
     RESTORE_REMAINING,
     STORE_GETS,
+    STORE_VALUE_CACHE_HITS,
     STORE_PUTS,
     STORE_BYTES_WRITTEN,
     OUTPUT_RECORDS,
@@ -111,7 +113,11 @@ pub fn describe() {
     );
     describe_counter!(
         STORE_GETS,
-        "Store reads that reached RocksDB or the batch overlay, per task."
+        "Store reads that reached RocksDB, the value cache or the batch overlay, per task."
+    );
+    describe_counter!(
+        STORE_VALUE_CACHE_HITS,
+        "Store reads of weir_store_gets_total the value cache answered without RocksDB, per task."
     );
     describe_counter!(
         STORE_PUTS,
@@ -171,6 +177,7 @@ pub(crate) struct TaskMetrics {
     pub(crate) restore_records: Counter,
     pub(crate) restore_remaining: Gauge,
     pub(crate) store_gets: Counter,
+    pub(crate) store_value_cache_hits: Counter,
     pub(crate) store_puts: Counter,
     pub(crate) store_bytes_written: Counter,
 }
@@ -195,6 +202,7 @@ impl TaskMetrics {
             restore_records: counter!(RESTORE_RECORDS, "task" => task_label.clone()),
             restore_remaining,
             store_gets: counter!(STORE_GETS, "task" => task_label.clone()),
+            store_value_cache_hits: counter!(STORE_VALUE_CACHE_HITS, "task" => task_label.clone()),
             store_puts: counter!(STORE_PUTS, "task" => task_label.clone()),
             store_bytes_written: counter!(STORE_BYTES_WRITTEN, "task" => task_label),
         }

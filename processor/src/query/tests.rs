@@ -32,6 +32,7 @@ fn resources() -> StateResources {
         block_cache_bytes: 8 << 20,
         write_buffer_bytes: 8 << 20,
         max_open_files: 64,
+        value_cache_bytes: 1 << 20,
     })
 }
 

@@ -197,3 +197,106 @@ fn task_dbs_share_resources_and_move_between_threads() -> TestResult {
     drop(second);
     Ok(())
 }
+
+/// Reads `key` of `store` in a record scope; returns the value and whether the value
+/// cache answered.
+fn read_counting(
+    db: &mut TaskDb,
+    store: crate::StoreId,
+    key: &[u8],
+) -> Result<(Option<Bytes>, bool), StateError> {
+    let mut record = db.record();
+    let value = record.get_raw(store, key)?;
+    let hit = record.value_cache_hits() == 1;
+    record.finish()?;
+    Ok((value, hit))
+}
+
+#[test]
+fn committed_values_and_absent_keys_are_read_from_the_value_cache_after_the_first_read()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, b) = open(dir.path())?;
+    let mut record = db.record();
+    record.put(a, b"k", &run("v"));
+    record.finish()?;
+    // Pending: the overlay answers, not the cache.
+    assert_eq!(
+        read_counting(&mut db, a, b"k")?,
+        (Some(encoded("v")), false)
+    );
+    db.commit_pending(&checkpoint(1))?;
+    // Committed: the commit put the value in the cache.
+    assert_eq!(read_counting(&mut db, a, b"k")?, (Some(encoded("v")), true));
+    // An absent key: RocksDB once, then the cache remembers it is absent.
+    assert_eq!(read_counting(&mut db, b, b"k")?, (None, false));
+    assert_eq!(read_counting(&mut db, b, b"k")?, (None, true));
+    // A pending change hides the cached value; discarded, the cached value is back.
+    let mut record = db.record();
+    record.put(a, b"k", &run("changed"));
+    record.finish()?;
+    assert_eq!(
+        read_counting(&mut db, a, b"k")?,
+        (Some(encoded("changed")), false)
+    );
+    db.discard_pending();
+    assert_eq!(read_counting(&mut db, a, b"k")?, (Some(encoded("v")), true));
+    // A delete commits as an absent key.
+    let mut record = db.record();
+    record.delete(a, b"k");
+    record.finish()?;
+    db.commit_pending(&checkpoint(2))?;
+    assert_eq!(read_counting(&mut db, a, b"k")?, (None, true));
+    Ok(())
+}
+
+#[test]
+fn a_restore_write_is_read_back_not_the_value_cached_before_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, _) = open(dir.path())?;
+    let mut record = db.record();
+    record.put(a, b"k", &run("old"));
+    record.finish()?;
+    db.commit_pending(&checkpoint(1))?;
+    assert_eq!(
+        read_counting(&mut db, a, b"k")?,
+        (Some(encoded("old")), true)
+    );
+    db.apply_restored(
+        [(a, Bytes::from_static(b"k"), Some(encoded("new")))],
+        &checkpoint(2),
+    )?;
+    assert_eq!(
+        read_counting(&mut db, a, b"k")?,
+        (Some(encoded("new")), false)
+    );
+    assert_eq!(
+        read_counting(&mut db, a, b"k")?,
+        (Some(encoded("new")), true)
+    );
+    Ok(())
+}
+
+#[test]
+fn two_databases_sharing_the_value_cache_see_their_own_values() -> TestResult {
+    let resources = resources();
+    let (one, two) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let mut first = TaskDb::open(one.path(), &["a"], &resources)?;
+    let mut second = TaskDb::open(two.path(), &["a"], &resources)?;
+    let a = first.store_id("a").ok_or("no store a")?;
+    for (db, value) in [(&mut first, "first"), (&mut second, "second")] {
+        let mut record = db.record();
+        record.put(a, b"k", &run(value));
+        record.finish()?;
+        db.commit_pending(&checkpoint(1))?;
+    }
+    assert_eq!(
+        read_counting(&mut first, a, b"k")?,
+        (Some(encoded("first")), true)
+    );
+    assert_eq!(
+        read_counting(&mut second, a, b"k")?,
+        (Some(encoded("second")), true)
+    );
+    Ok(())
+}

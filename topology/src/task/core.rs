@@ -179,6 +179,9 @@ impl TaskCore {
         }
         let outputs = std::mem::take(&mut ctx.outputs);
         self.metrics.store_gets.increment(ctx.state.reads());
+        self.metrics
+            .store_value_cache_hits
+            .increment(ctx.state.value_cache_hits());
         self.metrics.store_puts.increment(ctx.state.writes());
         let changes = ctx.state.finish()?;
         for change in changes.into_vec() {
