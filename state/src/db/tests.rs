@@ -198,6 +198,21 @@ fn task_dbs_share_resources_and_move_between_threads() -> TestResult {
     Ok(())
 }
 
+/// Puts `value` (a WfRunId) at `key` of `store` and commits it with checkpoint `offset`.
+fn put_and_commit(
+    db: &mut TaskDb,
+    store: crate::StoreId,
+    key: &[u8],
+    value: &str,
+    offset: i64,
+) -> Result<(), StateError> {
+    let mut record = db.record();
+    record.put(store, key, &run(value));
+    record.finish()?;
+    db.commit_pending(&checkpoint(offset))?;
+    Ok(())
+}
+
 /// Reads `key` of `store` in a record scope; returns the value and whether the value
 /// cache answered.
 fn read_counting(
@@ -254,10 +269,7 @@ fn committed_values_and_absent_keys_are_read_from_the_value_cache_after_the_firs
 fn a_restore_write_is_read_back_not_the_value_cached_before_it() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (mut db, a, _) = open(dir.path())?;
-    let mut record = db.record();
-    record.put(a, b"k", &run("old"));
-    record.finish()?;
-    db.commit_pending(&checkpoint(1))?;
+    put_and_commit(&mut db, a, b"k", "old", 1)?;
     assert_eq!(
         read_counting(&mut db, a, b"k")?,
         (Some(encoded("old")), true)
@@ -284,12 +296,8 @@ fn two_databases_sharing_the_value_cache_see_their_own_values() -> TestResult {
     let mut first = TaskDb::open(one.path(), &["a"], &resources)?;
     let mut second = TaskDb::open(two.path(), &["a"], &resources)?;
     let a = first.store_id("a").ok_or("no store a")?;
-    for (db, value) in [(&mut first, "first"), (&mut second, "second")] {
-        let mut record = db.record();
-        record.put(a, b"k", &run(value));
-        record.finish()?;
-        db.commit_pending(&checkpoint(1))?;
-    }
+    put_and_commit(&mut first, a, b"k", "first", 1)?;
+    put_and_commit(&mut second, a, b"k", "second", 1)?;
     assert_eq!(
         read_counting(&mut first, a, b"k")?,
         (Some(encoded("first")), true)
