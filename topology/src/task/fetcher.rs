@@ -27,6 +27,9 @@ const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 const FETCH_WAIT: Duration = Duration::from_millis(50);
 /// Fetched record sets waiting for the task, per source (bounds the read-ahead).
 const READ_AHEAD: usize = 2;
+/// How long [`read_range`] waits before asking again after a fetch below the end
+/// returned no records.
+const EMPTY_FETCH_PAUSE: Duration = Duration::from_millis(20);
 /// Pause after a failed fetch before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -161,8 +164,11 @@ async fn fetch_loop(
 /// Reads `[start, end)` of a partition ahead of the caller, `fetch_bytes` per fetch and
 /// at most [`READ_AHEAD`] fetches ahead. Record sets arrive in offset order, each
 /// holding only offsets in the range; the channel closes after the last one, or after
-/// the first error (which it carries). A fetch that returns nothing ends the range
-/// early (the log ends before `end`).
+/// the first error (which it carries). A fetch answered with no records at all is asked
+/// again after a pause while the partition's high watermark is past the position (a
+/// broker under load may answer so below its end; ending there restored a task with
+/// none of its state, as `make bench` once showed); a high watermark at or before the
+/// position (a truncated log), or records only before it, end the range early.
 pub(crate) fn read_range(
     handle: TopicPartition,
     start: i64,
@@ -173,17 +179,24 @@ pub(crate) fn read_range(
     let reader = tokio::spawn(async move {
         let mut offset = start;
         while offset < end {
-            let records = match handle.fetch(offset, fetch_bytes, Duration::ZERO).await {
-                Ok((records, _)) => records,
-                Err(error) => {
-                    let _ = sender.send(Err(error)).await;
-                    return;
-                }
-            };
+            let (records, high_watermark) =
+                match handle.fetch(offset, fetch_bytes, Duration::ZERO).await {
+                    Ok(fetched) => fetched,
+                    Err(error) => {
+                        let _ = sender.send(Err(error)).await;
+                        return;
+                    }
+                };
+            if records.is_empty() && high_watermark > offset {
+                tokio::time::sleep(EMPTY_FETCH_PAUSE).await;
+                continue;
+            }
             let records: Vec<RecordAndOffset> = records
                 .into_iter()
                 .filter(|r| r.offset >= offset && r.offset < end)
                 .collect();
+            // Records only before the position: a compacted batch whose later records
+            // are gone, at the end of what is left of the range.
             let Some(last) = records.last() else { return };
             offset = last.offset + 1;
             if sender.send(Ok(records)).await.is_err() {
