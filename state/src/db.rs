@@ -267,14 +267,18 @@ impl TaskDb {
 
     /// The current value of `key`: the overlay first, then the value cache, then RocksDB.
     pub fn get_raw(&self, store: StoreId, key: &[u8]) -> Result<Option<Bytes>, StateError> {
-        self.read(store, key).map(|(value, _)| value)
+        self.read(store, key, || Bytes::copy_from_slice(key))
+            .map(|(value, _)| value)
     }
 
-    /// [`TaskDb::get_raw`], saying where the value was found. A RocksDB read is cached.
+    /// [`TaskDb::get_raw`], saying where the value was found. A RocksDB read is cached
+    /// under `owned_key()` (the key as `Bytes`, made only then: a caller that already
+    /// holds it passes a clone).
     pub(crate) fn read(
         &self,
         store: StoreId,
         key: &[u8],
+        owned_key: impl FnOnce() -> Bytes,
     ) -> Result<(Option<Bytes>, ReadFrom), StateError> {
         if let Some(pending) = self.overlay.get(store.0, key) {
             return Ok((pending.clone(), ReadFrom::Overlay));
@@ -288,12 +292,8 @@ impl TaskDb {
             .get_cf(cf, key)
             .map_err(|source| self.read_error(store, key_string(key), source))?
             .map(Bytes::from);
-        self.values.insert(
-            self.values_generation,
-            store.0,
-            Bytes::copy_from_slice(key),
-            stored.clone(),
-        );
+        self.values
+            .insert(self.values_generation, store.0, owned_key(), stored.clone());
         Ok((stored, ReadFrom::RocksDb))
     }
 

@@ -21,15 +21,40 @@ struct Cached {
     current: Option<Bytes>,
 }
 
+/// The storage reads of one record.
+#[derive(Debug, Default)]
+struct ReadCounts {
+    /// Point reads of the overlay, the value cache or RocksDB, and scans.
+    reads: u64,
+    /// Point reads of `reads` the value cache answered.
+    value_cache_hits: u64,
+}
+
+impl ReadCounts {
+    /// Reads `key`'s bytes as they were before the record (the overlay, the value cache,
+    /// or RocksDB) and counts the read; returns the key as `Bytes` for the record cache
+    /// too, copied once.
+    fn read_original(
+        &mut self,
+        db: &TaskDb,
+        store: StoreId,
+        key: &[u8],
+    ) -> Result<(Bytes, Option<Bytes>), StateError> {
+        let key = Bytes::copy_from_slice(key);
+        let (original, from) = db.read(store, &key, || key.clone())?;
+        self.reads += 1;
+        self.value_cache_hits += u64::from(from == ReadFrom::ValueCache);
+        Ok((key, original))
+    }
+}
+
 /// One record's view of a [`TaskDb`]: reads go through a per-record cache over the overlay
 /// over RocksDB, writes stay in the cache until [`finish`](Self::finish). Dropping it without
 /// `finish` discards everything it did (processor error or panic).
 pub struct RecordState<'a> {
     db: &'a mut TaskDb,
     cache: BTreeMap<StoreId, BTreeMap<Bytes, Cached>>,
-    reads: u64,
-    /// Reads of `reads` the value cache answered.
-    value_cache_hits: u64,
+    reads: ReadCounts,
     writes: u64,
     /// The first storage error met by a write; `finish` returns it.
     failure: Option<StateError>,
@@ -40,8 +65,7 @@ impl<'a> RecordState<'a> {
         Self {
             db,
             cache: BTreeMap::new(),
-            reads: 0,
-            value_cache_hits: 0,
+            reads: ReadCounts::default(),
             writes: 0,
             failure: None,
         }
@@ -68,11 +92,9 @@ impl RecordState<'_> {
         if let Some(cached) = cache.get(key) {
             return Ok(cached.current.clone());
         }
-        let (original, from) = self.db.read(store, key)?;
-        self.reads += 1;
-        self.value_cache_hits += u64::from(from == ReadFrom::ValueCache);
+        let (key, original) = self.reads.read_original(self.db, store, key)?;
         cache.insert(
-            Bytes::copy_from_slice(key),
+            key,
             Cached {
                 original: original.clone(),
                 current: original.clone(),
@@ -124,13 +146,13 @@ impl RecordState<'_> {
     /// Number of reads that went to the overlay or RocksDB (cache misses, including the
     /// lookup of a key's original bytes on its first write, and one per scan).
     pub fn reads(&self) -> u64 {
-        self.reads
+        self.reads.reads
     }
 
     /// Number of [`reads`](Self::reads) the process's value cache answered (committed
     /// values; RocksDB was not read).
     pub fn value_cache_hits(&self) -> u64 {
-        self.value_cache_hits
+        self.reads.value_cache_hits
     }
 
     /// Number of put and delete calls.
@@ -166,12 +188,10 @@ impl RecordState<'_> {
             cached.current = value;
             return;
         }
-        match self.db.read(store, key) {
-            Ok((original, from)) => {
-                self.reads += 1;
-                self.value_cache_hits += u64::from(from == ReadFrom::ValueCache);
+        match self.reads.read_original(self.db, store, key) {
+            Ok((key, original)) => {
                 cache.insert(
-                    Bytes::copy_from_slice(key),
+                    key,
                     Cached {
                         original,
                         current: value,
@@ -193,7 +213,7 @@ impl RecordState<'_> {
         upper: Option<&[u8]>,
     ) -> Result<Vec<(Bytes, Bytes)>, StateError> {
         let stored = self.db.read_live_range(store, lower, upper, true)?;
-        self.reads += 1;
+        self.reads.reads += 1;
         let cache = self.cache.entry(store).or_default();
         for (key, value) in stored {
             cache.entry(key).or_insert_with(|| Cached {
