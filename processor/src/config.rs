@@ -41,15 +41,10 @@ pub struct WeirConfig {
     /// `LHS_COMMIT_MAX_RECORDS`: most input records in one batch per task (bounds the
     /// memory a batch's outputs and changes take until they commit).
     pub max_batch_records: u64,
-    /// `LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES`: the block cache every store of the process
-    /// shares.
-    pub block_cache_bytes: usize,
-    /// `LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES`: the limit on the memtables of every store of
-    /// the process together.
-    pub memtable_bytes: usize,
-    /// `LHS_STATE_VALUE_CACHE_BYTES`: the cache of committed store values every store of
-    /// the process shares; 0 turns it off.
-    pub value_cache_bytes: usize,
+    /// The memory every store of the process shares: `LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES`
+    /// (block cache), `LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES` (memtables together) and
+    /// `LHS_STATE_VALUE_CACHE_BYTES` (committed values; 0 turns it off).
+    pub state: StateOptions,
     /// `LHS_INSTANCE_ID`: this instance's number, from 0.
     pub instance_id: u32,
     /// `LHS_INSTANCE_COUNT`: how many instances share the partitions.
@@ -110,24 +105,27 @@ impl WeirConfig {
         let max_batch_records: u64 =
             positive(&lookup, "LHS_COMMIT_MAX_RECORDS", 10_000, POSITIVE_INTEGER)?;
         let defaults = StateOptions::default();
-        let block_cache_bytes: usize = positive(
-            &lookup,
-            "LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES",
-            defaults.block_cache_bytes,
-            POSITIVE_INTEGER,
-        )?;
-        let memtable_bytes: usize = positive(
-            &lookup,
-            "LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES",
-            defaults.write_buffer_bytes,
-            POSITIVE_INTEGER,
-        )?;
-        let value_cache_bytes: usize = parse(
-            &lookup,
-            "LHS_STATE_VALUE_CACHE_BYTES",
-            defaults.value_cache_bytes,
-            "a number of bytes (0 turns the cache off)",
-        )?;
+        let state = StateOptions {
+            block_cache_bytes: positive(
+                &lookup,
+                "LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES",
+                defaults.block_cache_bytes,
+                POSITIVE_INTEGER,
+            )?,
+            write_buffer_bytes: positive(
+                &lookup,
+                "LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES",
+                defaults.write_buffer_bytes,
+                POSITIVE_INTEGER,
+            )?,
+            value_cache_bytes: parse(
+                &lookup,
+                "LHS_STATE_VALUE_CACHE_BYTES",
+                defaults.value_cache_bytes,
+                "a number of bytes (0 turns the cache off)",
+            )?,
+            ..defaults
+        };
         let instance_count: u32 = parse(&lookup, "LHS_INSTANCE_COUNT", 1, "a positive integer")?;
         let instance_id: u32 = parse(
             &lookup,
@@ -215,9 +213,7 @@ impl WeirConfig {
             connect_timeout: Duration::from_millis(connect_timeout_ms),
             commit_interval: Duration::from_millis(commit_interval_ms.max(1)),
             max_batch_records,
-            block_cache_bytes,
-            memtable_bytes,
-            value_cache_bytes,
+            state,
             instance_id,
             instance_count,
             create_topics,
@@ -240,12 +236,7 @@ impl WeirConfig {
         let mut runtime = RuntimeConfig::new(self.kafka(), &self.cluster_id, &self.state_dir);
         runtime.commit_interval = self.commit_interval;
         runtime.max_batch_records = self.max_batch_records;
-        runtime.state = StateOptions {
-            block_cache_bytes: self.block_cache_bytes,
-            write_buffer_bytes: self.memtable_bytes,
-            value_cache_bytes: self.value_cache_bytes,
-            ..StateOptions::default()
-        };
+        runtime.state = self.state.clone();
         runtime.replication_factor = self.replication_factor;
         runtime.create_topics = self.create_topics;
         runtime
