@@ -95,13 +95,13 @@ impl SubTopology {
 
     /// The internal store holding this sub-topology's timers.
     pub(crate) fn timer_store_name(&self) -> String {
-        format!("{}-timers", self.name)
+        Topology::timer_store(&self.name)
     }
 
     /// The internal store holding output records whose destination does not exist yet
     /// (see [`crate::task::parked`]).
     pub(crate) fn parked_store_name(&self) -> String {
-        format!("{}-parked", self.name)
+        Topology::parked_store(&self.name)
     }
 }
 
@@ -256,6 +256,18 @@ impl Topology {
             ids[index] = db.store_id(&self.stores[index].name);
         }
         ids
+    }
+
+    /// The internal store every task of sub-topology `subtopology` keeps its timers in:
+    /// `{subtopology}-timers` (for tools that read or remove a sub-topology's state).
+    pub fn timer_store(subtopology: &str) -> String {
+        format!("{subtopology}-timers")
+    }
+
+    /// The internal store every task of sub-topology `subtopology` parks outputs in:
+    /// `{subtopology}-parked`.
+    pub fn parked_store(subtopology: &str) -> String {
+        format!("{subtopology}-parked")
     }
 
     /// The changelog topic of a store: `{cluster}_{store}-changelog`.

@@ -12,7 +12,7 @@ use anyhow::Context;
 use weir_examples::keyed_count::{self, STORE, SUBTOPOLOGY};
 use weir_processor::config::WeirConfig;
 use weir_processor::lifecycle;
-use weir_topology::Runtime;
+use weir_topology::{Runtime, Topology};
 
 /// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
 #[global_allocator]
@@ -54,8 +54,8 @@ fn dump(config: &WeirConfig, partitions: i32) -> anyhow::Result<()> {
         if !path.exists() {
             continue;
         }
-        let timers = format!("{SUBTOPOLOGY}-timers");
-        let parked = format!("{SUBTOPOLOGY}-parked");
+        let timers = Topology::timer_store(SUBTOPOLOGY);
+        let parked = Topology::parked_store(SUBTOPOLOGY);
         let db = weir_state::TaskDb::open(&path, &[STORE, &timers, &parked], &resources)
             .with_context(|| format!("opening {}", path.display()))?;
         let store = db.store_id(STORE).context("counts store missing")?;

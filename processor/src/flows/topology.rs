@@ -176,15 +176,14 @@ pub fn copy_subtopology(flow: &str) -> String {
     format!("flows-copy.{flow}")
 }
 
-/// The stores the runtime adds to every sub-topology, as `weir-topology` names them:
-/// its timers (`{sub-topology}-timers`) and its outputs waiting for their topic
-/// (`{sub-topology}-parked`). Their changelogs also hold the sub-topology's input
+/// The stores the runtime adds to every sub-topology: its timers and its outputs
+/// waiting for their topic. Their changelogs also hold the sub-topology's input
 /// positions (in the commit markers), so a sub-topology whose input topics are
 /// deleted loses them too.
 pub fn runtime_stores(subtopology: &str) -> [String; 2] {
     [
-        format!("{subtopology}-timers"),
-        format!("{subtopology}-parked"),
+        Topology::timer_store(subtopology),
+        Topology::parked_store(subtopology),
     ]
 }
 
