@@ -60,11 +60,22 @@ impl OutputRecord {
         key: impl Into<Bytes>,
         value: impl Into<Bytes>,
     ) -> Self {
+        Self::keyed(topic, partition, key, Some(value.into()))
+    }
+
+    /// A record with a key and no headers: `value`, or without one a delete (a
+    /// tombstone) of the key.
+    pub fn keyed(
+        topic: impl Into<String>,
+        partition: i32,
+        key: impl Into<Bytes>,
+        value: Option<Bytes>,
+    ) -> Self {
         Self {
             topic: topic.into(),
             partition,
             key: Some(key.into()),
-            value: Some(value.into()),
+            value,
             headers: BTreeMap::new(),
         }
     }

@@ -28,7 +28,6 @@ use serde_json::Value;
 use weir_proto::DataModel;
 use weir_topology::{InputRecord, OutputRecord, ProcessingError, Processor, ProcessorContext};
 
-use super::ingest::keyed_record;
 use super::record;
 use super::transform::TransformRegistry;
 use crate::topics::partition_for_key;
@@ -81,7 +80,7 @@ impl Processor for FlowProcessor {
             let Some(key) = &input.key else {
                 return Err(self.refuse("an input record with neither key nor value"));
             };
-            ctx.forward(keyed_record(
+            ctx.forward(OutputRecord::keyed(
                 self.output_topic.clone(),
                 input.partition,
                 key.clone(),
@@ -153,7 +152,7 @@ impl Processor for CopyProcessor {
                 self.flow, self.target_topic
             )));
         };
-        ctx.forward(keyed_record(
+        ctx.forward(OutputRecord::keyed(
             self.target_topic.clone(),
             partition_for_key(key, self.target_partitions),
             key.clone(),

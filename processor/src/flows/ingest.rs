@@ -48,7 +48,6 @@
 //! [`LOAD_SKIPPED_METRIC`] (counters by `flow`) and [`LOAD_DONE_METRIC`] (a gauge by
 //! `flow` and `partition`, 1 once loaded or for a flow without a load).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -356,7 +355,7 @@ impl IngestProcessor {
         let cutovers = self.cutovers(ctx, input)?;
         for (feed, cutover) in self.flows.iter().zip(&cutovers) {
             if cutover.live(input.offset) == LiveDecision::Copy {
-                ctx.forward(keyed_record(
+                ctx.forward(OutputRecord::keyed(
                     feed.input_topic.clone(),
                     input.partition,
                     key.clone(),
@@ -431,23 +430,6 @@ fn next_chunk<V>(
     Ok((rows, last))
 }
 
-/// A record of `key` on `partition` of `topic`: `value`, or without one a delete (a
-/// tombstone).
-pub(super) fn keyed_record(
-    topic: String,
-    partition: i32,
-    key: Bytes,
-    value: Option<Bytes>,
-) -> OutputRecord {
-    OutputRecord {
-        topic,
-        partition,
-        key: Some(key),
-        value,
-        headers: BTreeMap::new(),
-    }
-}
-
 fn done_gauge(flow: &str, partition: i32, done: bool) {
     metrics::gauge!(LOAD_DONE_METRIC, "flow" => flow.to_owned(), "partition" => partition.to_string())
         .set(if done { 1.0 } else { 0.0 });
@@ -504,6 +486,7 @@ impl Processor for IngestProcessor {
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use std::collections::BTreeMap;
 
     #[test]
     fn chunks_cover_every_key_once_in_order_reading_narrow_ranges() {
