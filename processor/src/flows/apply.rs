@@ -38,9 +38,6 @@ const MANIFEST_KEY: &[u8] = b"manifest";
 /// Largest fetch while reading the manifest topic.
 const FETCH_BYTES: i32 = 16 * 1024 * 1024;
 
-/// How long apply waits for deleted topics to leave the cluster's listing.
-const DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// `{cluster_id}_flows-manifest`.
 pub fn manifest_topic(cluster_id: &str) -> String {
     format!("{cluster_id}_{MANIFEST_TOPIC_SUFFIX}")
@@ -64,9 +61,6 @@ pub enum ApplyError {
         offset: i64,
         error: prost::DecodeError,
     },
-    /// Deleted topics are still listed.
-    #[error("topics {topics:?} were deleted but are still listed after {DELETE_WAIT:?}")]
-    StillListed { topics: Vec<String> },
     /// The plan has conflicts.
     #[error(
         "the plan has {count} conflicts and is not applied (run `weir flows plan` to see them)"
@@ -236,27 +230,6 @@ pub fn forget_records(plan: &Plan, existing: &ExistingState) -> Vec<(String, i32
         .collect()
 }
 
-/// Waits until none of `deleted` is listed: a broker may take a moment to drop a
-/// deleted topic, and one still listed would be taken as existing by the next plan.
-async fn wait_until_unlisted(admin: &KafkaAdmin, deleted: &[String]) -> Result<(), ApplyError> {
-    let deadline = std::time::Instant::now() + DELETE_WAIT;
-    loop {
-        let listed = admin.list_topics().await?;
-        let left: Vec<String> = deleted
-            .iter()
-            .filter(|name| listed.contains(name))
-            .cloned()
-            .collect();
-        if left.is_empty() {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(ApplyError::StillListed { topics: left });
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
 /// Applies `plan` (made from `existing` for `manifest`) and stores the manifest as the
 /// applied one.
 pub async fn apply(
@@ -286,7 +259,6 @@ pub async fn apply(
     let deletions = deletions(plan, existing, cluster_id);
     if !deletions.is_empty() {
         admin.delete_topics(&deletions).await?;
-        wait_until_unlisted(admin, &deletions).await?;
         for name in &deletions {
             applied.actions.push(format!("deleted topic {name}"));
         }

@@ -26,7 +26,8 @@ use super::{KafkaConfig, KafkaError};
 /// Kafka's resource type code for a topic in DescribeConfigs.
 const TOPIC_RESOURCE: i8 = 2;
 
-/// How often to re-ask the broker while waiting for a created topic to appear.
+/// How often to re-ask the broker while waiting for a created topic to appear or a
+/// deleted one to go.
 const TOPIC_READY_POLL: Duration = Duration::from_millis(100);
 
 /// The topic weir wants: name, partition count, replication factor and configs.
@@ -345,7 +346,10 @@ impl KafkaAdmin {
             .collect())
     }
 
-    /// Deletes the named topics; a topic that does not exist is not an error.
+    /// Deletes the named topics and waits until the cluster no longer lists them (a
+    /// broker may take a moment to drop a deleted topic, and a caller that lists topics
+    /// next would take one still listed as existing, as [`ensure_topics`](Self::ensure_topics)
+    /// waits for created ones); a topic that does not exist is not an error.
     pub async fn delete_topics(&self, names: &[String]) -> Result<(), KafkaError> {
         if names.is_empty() {
             return Ok(());
@@ -384,7 +388,21 @@ impl KafkaAdmin {
                 }
             }
         }
-        Ok(())
+        let deadline = Instant::now() + self.config.request_timeout;
+        loop {
+            let listed = self.list_topics().await?;
+            if !names.iter().any(|name| listed.contains(name)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Timeout {
+                    api: "Metadata (waiting for deleted topics to be unlisted)",
+                    broker: self.config.bootstrap_servers.join(","),
+                    timeout: self.config.request_timeout,
+                });
+            }
+            tokio::time::sleep(TOPIC_READY_POLL).await;
+        }
     }
 
     async fn metadata_all(&self) -> Result<MetadataResponse, KafkaError> {
