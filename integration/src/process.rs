@@ -259,3 +259,53 @@ pub fn workspace_binary(package: &str, binary: &str) -> PathBuf {
     built.insert(binary.to_owned(), path.clone());
     path
 }
+
+/// Runs one of the project's scripts, `scripts/{script}`, as the Makefile does, with
+/// `env` (the test namespace's, plus the script's own settings) on top of: the
+/// workspace `binaries` (package, binary) built first and found through
+/// `CARGO_TARGET_DIR`, `WEIR_CACHE_DIR` set to `cache`, and `LHS_STATE_DIR` and
+/// `LHS_ADVERTISED_HTTP` left to the script. Fails the test unless it exits 0 within
+/// `timeout`; returns its standard output.
+pub async fn run_script(
+    script: &str,
+    binaries: &[(&str, &str)],
+    env: &[(String, String)],
+    cache: &Path,
+    timeout: Duration,
+) -> String {
+    let built: Vec<PathBuf> = binaries
+        .iter()
+        .map(|(package, binary)| workspace_binary(package, binary))
+        .collect();
+    // The scripts run `$CARGO_TARGET_DIR/debug/{binary}`.
+    let target_dir = built
+        .first()
+        .and_then(|binary| binary.parent())
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("no target directory above {built:?}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = root.join("scripts").join(script);
+    let mut command = tokio::process::Command::new(&script);
+    command
+        .current_dir(&root)
+        .envs(env.iter().cloned())
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("WEIR_CACHE_DIR", cache)
+        .env_remove("LHS_ADVERTISED_HTTP")
+        .env_remove("LHS_STATE_DIR")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(timeout, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not finish within {timeout:?}", script.display()))
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} exited {}:\n{stdout}\n{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

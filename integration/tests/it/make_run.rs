@@ -4,13 +4,11 @@
 //! complete.
 
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use weir_integration::TestNamespace;
 use weir_integration::broker::free_port;
-use weir_integration::process::workspace_binary;
+use weir_integration::process::run_script;
 
 const INSTANCES: u16 = 2;
 const ORDERS: usize = 10;
@@ -35,40 +33,22 @@ fn free_ports() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_run_serves_each_instance_on_the_base_port_plus_its_id() {
     let ns = TestNamespace::new("make-run").await;
-    let weir = workspace_binary("weir-processor", "weir");
-    workspace_binary("weir-examples", "orders");
-    // The script runs `$CARGO_TARGET_DIR/debug/{weir,orders}`.
-    let target_dir = weir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("no target directory above {}", weir.display()));
     let cache = tempfile::tempdir().expect("cache dir");
     let base = free_ports();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/run-orders.sh");
-    let mut command = tokio::process::Command::new(&script);
-    command
-        .envs(ns.env())
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("WEIR_CACHE_DIR", cache.path())
-        .env("LHS_INSTANCE_COUNT", INSTANCES.to_string())
-        .env("LHS_METRICS_PORT", base.to_string())
-        .env("ORDERS", ORDERS.to_string())
-        .env_remove("LHS_ADVERTISED_HTTP")
-        .env_remove("LHS_STATE_DIR")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(RUN_WAIT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{} did not finish within {RUN_WAIT:?}", script.display()))
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{} exited {}:\n{stdout}\n{stderr}",
-        script.display(),
-        output.status
-    );
+    let mut env = ns.env();
+    env.extend([
+        ("LHS_INSTANCE_COUNT".to_owned(), INSTANCES.to_string()),
+        ("LHS_METRICS_PORT".to_owned(), base.to_string()),
+        ("ORDERS".to_owned(), ORDERS.to_string()),
+    ]);
+    let stdout = run_script(
+        "run-orders.sh",
+        &[("weir-processor", "weir"), ("weir-examples", "orders")],
+        &env,
+        cache.path(),
+        RUN_WAIT,
+    )
+    .await;
     for id in 0..INSTANCES {
         let port = base + id;
         let printed = format!(

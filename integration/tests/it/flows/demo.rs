@@ -4,12 +4,10 @@
 //! was still producing when the flows were applied and after, and the table counts
 //! agree with what was produced.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use weir_integration::TestNamespace;
-use weir_integration::process::workspace_binary;
+use weir_integration::process::run_script;
 
 /// The whole script: a plan, the demo's stages (each bounded by a minute), a scan.
 const RUN_WAIT: Duration = Duration::from_secs(600);
@@ -41,40 +39,21 @@ fn number_after(out: &str, prefix: &str) -> u64 {
 #[tokio::test]
 async fn make_run_flows_applies_while_its_generator_produces_and_prints_agreeing_counts() {
     let ns = TestNamespace::new("make-run-flows").await;
-    let weir = workspace_binary("weir-processor", "weir");
-    workspace_binary("weir-examples", "flows");
-    // The script runs `$CARGO_TARGET_DIR/debug/{weir,flows}`.
-    let target_dir = weir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("no target directory above {}", weir.display()));
     let cache = tempfile::tempdir().expect("cache dir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let script = root.join("scripts/run-flows.sh");
     let records: u64 = 1_500;
-    let mut command = tokio::process::Command::new(&script);
-    command
-        .current_dir(&root)
-        .envs(ns.env())
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("WEIR_CACHE_DIR", cache.path())
-        .env("FLOWS_RECORDS", records.to_string())
-        .env("FLOWS_PARTITIONS", "2")
-        .env_remove("LHS_STATE_DIR")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(RUN_WAIT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{} did not finish within {RUN_WAIT:?}", script.display()))
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{} exited {}:\n{out}\n{}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut env = ns.env();
+    env.extend([
+        ("FLOWS_RECORDS".to_owned(), records.to_string()),
+        ("FLOWS_PARTITIONS".to_owned(), "2".to_owned()),
+    ]);
+    let out = run_script(
+        "run-flows.sh",
+        &[("weir-processor", "weir"), ("weir-examples", "flows")],
+        &env,
+        cache.path(),
+        RUN_WAIT,
+    )
+    .await;
 
     // The generator went on through the apply and the load.
     let applied = line(&out, "applied examples/flows/user-activity.yaml while");
