@@ -329,6 +329,23 @@ impl Harness {
             .collect()
     }
 
+    /// The load progress of `flow` from `UserActivity 0.0`, per partition (each must
+    /// have one).
+    fn loads(&self, flow: &str) -> Vec<InitialLoadProgress> {
+        (0..PARTITIONS)
+            .map(|p| {
+                self.progress(p)
+                    .remove(flow)
+                    .unwrap_or_else(|| panic!("no progress of {flow} on partition {p}"))
+            })
+            .collect()
+    }
+
+    /// The rows the load of `flow` wrote to its input, over every partition.
+    fn records_loaded(&self, flow: &str) -> u64 {
+        self.loads(flow).iter().map(|l| l.records_loaded).sum()
+    }
+
     fn done(&self, flow: &str) -> bool {
         self.done_from(&mv("UserActivity", 0, 0), flow)
     }
@@ -513,9 +530,7 @@ fn live_updates_during_the_load_win_over_the_history() {
 
     check_migrated_table(&h);
     check_migration_input(&h);
-    let loaded: u64 = (0..PARTITIONS)
-        .map(|p| h.progress(p)[MIGRATE].records_loaded)
-        .sum();
+    let loaded = h.records_loaded(MIGRATE);
     assert!(
         loaded < 30,
         "keys updated live before the scan reached them are skipped: {loaded}"
@@ -529,9 +544,7 @@ fn a_crash_mid_load_resumes_after_the_last_loaded_key() {
     h.tick();
     h.tick();
     h.produce("user-29", " live");
-    let before: Vec<InitialLoadProgress> = (0..PARTITIONS)
-        .map(|p| h.progress(p)[MIGRATE].clone())
-        .collect();
+    let before = h.loads(MIGRATE);
     for progress in &before {
         assert!(!progress.done, "mid-load");
         assert!(progress.last_loaded_key.is_some());
@@ -549,9 +562,7 @@ fn a_crash_mid_load_resumes_after_the_last_loaded_key() {
 
     // Crash and restart on the same state.
     h.open(&with_migration(), 3);
-    let after: Vec<InitialLoadProgress> = (0..PARTITIONS)
-        .map(|p| h.progress(p)[MIGRATE].clone())
-        .collect();
+    let after = h.loads(MIGRATE);
     assert_eq!(after, before, "progress is state");
     h.produce("user-0", " after the crash");
     h.load(MIGRATE);
@@ -559,9 +570,7 @@ fn a_crash_mid_load_resumes_after_the_last_loaded_key() {
     check_migrated_table(&h);
     // No key loaded twice, none lost, newest last.
     check_migration_input(&h);
-    let loaded: u64 = (0..PARTITIONS)
-        .map(|p| h.progress(p)[MIGRATE].records_loaded)
-        .sum();
+    let loaded = h.records_loaded(MIGRATE);
     let live = 2;
     assert_eq!(h.records(MIGRATE_IN).len() as u64, loaded + live);
 }
@@ -633,9 +642,7 @@ fn a_flow_removed_and_declared_again_loads_again() {
     h.load(MIGRATE);
     check_migrated_table(&h);
     assert_eq!(h.records(MIGRATE_IN).len(), 24);
-    let loaded: u64 = (0..PARTITIONS)
-        .map(|p| h.progress(p)[MIGRATE].records_loaded)
-        .sum();
+    let loaded = h.records_loaded(MIGRATE);
     assert_eq!(loaded, 12);
 }
 
@@ -643,8 +650,10 @@ fn a_flow_removed_and_declared_again_loads_again() {
 fn a_flow_removed_and_declared_again_with_no_run_between_loads_again() {
     let mut h = Harness::migration_started(10, 12, 0);
     h.load(MIGRATE);
-    let before: Vec<i64> = (0..PARTITIONS)
-        .map(|p| h.progress(p)[MIGRATE].snapshot_position)
+    let before: Vec<i64> = h
+        .loads(MIGRATE)
+        .iter()
+        .map(|l| l.snapshot_position)
         .collect();
 
     // `weir flows apply` removes the flow (its forget records), then declares it again;
@@ -666,9 +675,7 @@ fn a_flow_removed_and_declared_again_with_no_run_between_loads_again() {
     }
     h.load(MIGRATE);
     check_migrated_table(&h);
-    let loaded: u64 = (0..PARTITIONS)
-        .map(|p| h.progress(p)[MIGRATE].records_loaded)
-        .sum();
+    let loaded = h.records_loaded(MIGRATE);
     // user-2's value came after the forget record: copied live by the new flow, so
     // its row is skipped by the load.
     assert_eq!(loaded, 11);
