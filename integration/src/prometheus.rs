@@ -80,6 +80,15 @@ pub fn exposition_samples(page: &str, name: &str) -> Vec<Sample> {
         .collect()
 }
 
+/// The value of the sample of metric `name` on a `/metrics` page whose labels include
+/// every one of `labels`, when there is one.
+pub fn exposition_value(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition_samples(page, name)
+        .iter()
+        .find(|s| labels.iter().all(|(k, v)| s.label(k) == *v))
+        .map(|s| s.value)
+}
+
 /// GETs `http://{target}/metrics` and returns the page.
 pub async fn scrape(target: &str) -> Result<String, String> {
     match http_get(&format!("http://{target}/metrics")).await? {

@@ -16,7 +16,7 @@ use weir_processor::client::WeirClient;
 use weir_processor::topics::{CoreTopics, partition_for_key};
 use weir_proto::output_topic_record::Payload;
 use weir_proto::variable_value::Value;
-use weir_proto::{LhStatus, OutputTopicRecord, RetryPolicy};
+use weir_proto::{LhStatus, OutputTopicRecord};
 use weir_topology::kafka::Record;
 
 use crate::cluster::{Cluster, START_WAIT, stop_server};
@@ -26,12 +26,6 @@ const ORDERS: usize = 1_000;
 /// Generous bounds for failing, not expectations of speed.
 const RUN_WAIT: Duration = Duration::from_secs(600);
 const TABLE_WAIT: Duration = Duration::from_secs(180);
-const NO_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: 0,
-    initial_backoff_ms: 0,
-    backoff_multiplier: 1.0,
-    max_backoff_ms: 0,
-};
 
 /// Starts the consumer on the test's database and waits for its start line; returns
 /// the process and the offset each partition starts from.
@@ -223,7 +217,7 @@ async fn a_thousand_orders_reach_the_table_once_each_through_a_consumer_kill_and
         .await
         .expect("client")
         .with_timeout(Duration::from_secs(120));
-    analytics::setup(&client, TENANT, &NO_RETRY)
+    analytics::setup(&client, TENANT, &orders::NO_RETRY)
         .await
         .expect("setup");
     let topic = CoreTopics::new(&cluster.config).execution_output(TENANT);

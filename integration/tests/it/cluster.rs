@@ -127,16 +127,17 @@ pub(crate) async fn stop_server(mut server: WeirProcess) -> WeirProcess {
     server
 }
 
-/// The `127.0.0.1:{port}` of a server's HTTP side (`/metrics`, queries), from the
-/// `weir server http on 0.0.0.0:{port} (/metrics)` line in its output `out`.
-pub(crate) fn http_target(out: &str) -> String {
-    const HTTP_LINE: &str = "weir server http on ";
+/// The `127.0.0.1:{port}` of a weir process's HTTP side (`/metrics`, and queries for a
+/// server), from the `{program} http on 0.0.0.0:{port} …` line in its output `out`
+/// (`program`: `weir server`, `weir flows`).
+pub(crate) fn http_target(out: &str, program: &str) -> String {
+    let http_line = format!("{program} http on ");
     let port = out
         .lines()
-        .find_map(|line| line.strip_prefix(HTTP_LINE))
+        .find_map(|line| line.strip_prefix(&http_line))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|address| address.rsplit(':').next())
         .and_then(|port| port.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("no `{HTTP_LINE}{{address}}:{{port}}` line in {out:?}"));
+        .unwrap_or_else(|| panic!("no `{http_line}{{address}}:{{port}}` line in {out:?}"));
     format!("127.0.0.1:{port}")
 }

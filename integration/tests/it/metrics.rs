@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use weir_examples::orders;
 use weir_integration::WeirProcess;
-use weir_integration::prometheus::{Prometheus, Sample, exposition_samples, http_get, scrape};
+use weir_integration::prometheus::{
+    Prometheus, Sample, exposition_samples, exposition_value, scrape,
+};
 use weir_processor::client::{WeirClient, accepted};
 use weir_processor::core::store_names;
 use weir_processor::topics::{CoreTopics, partition_for_key};
 use weir_proto::metadata_command::Command as Meta;
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
-use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest, RetryPolicy};
+use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest};
 
 use crate::cluster::{Cluster, START_WAIT, http_target, stop_server};
 
@@ -31,12 +33,6 @@ const ORDERS: usize = 40;
 const PARTITIONS: i32 = 4;
 /// Generous: Prometheus scrapes every second, the queue depth is measured every 5 s.
 const WAIT: Duration = Duration::from_secs(120);
-const NO_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: 0,
-    initial_backoff_ms: 0,
-    backoff_multiplier: 1.0,
-    max_backoff_ms: 0,
-};
 
 /// One `weir server` instance with its own state directory and metrics port.
 struct Instance {
@@ -66,7 +62,7 @@ async fn start_instance(cluster: &Cluster, state: &Path, id: u32, port: u16) -> 
         .await;
     Instance {
         server,
-        target: http_target(&out),
+        target: http_target(&out, "weir server"),
     }
 }
 
@@ -85,30 +81,13 @@ fn both_positive(samples: &[Sample], instances: &[Instance]) -> bool {
         .all(|i| value_where(samples, "instance", &i.target) > 0.0)
 }
 
-/// The value of `name{labels…}` on a `/metrics` page, when it is there.
-fn scraped_value(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    page.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{'))
-        })
-        .find(|line| {
-            labels
-                .iter()
-                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
 /// Reads `target`'s own `/metrics` until its COMPLETED runs of the tenant are `expected`.
 async fn wait_for_completed_runs(target: &str, expected: usize) {
     let deadline = Instant::now() + WAIT;
-    let url = format!("http://{target}/metrics");
     loop {
-        let page = http_get(&url).await.map(|(_, page)| page);
+        let page = scrape(target).await;
         let completed = page.as_deref().ok().and_then(|page| {
-            scraped_value(
+            exposition_value(
                 page,
                 "weir_wf_runs",
                 &[("tenant", TENANT), ("status", "COMPLETED")],
@@ -127,10 +106,7 @@ async fn wait_for_completed_runs(target: &str, expected: usize) {
 
 /// The value of `name{labels…}` on `page`, 0 when there is no such series.
 fn value_on(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    exposition_samples(page, name)
-        .iter()
-        .find(|s| labels.iter().all(|(k, v)| s.label(k) == *v))
-        .map_or(0.0, |s| s.value)
+    exposition_value(page, name, labels).unwrap_or(0.0)
 }
 
 /// Reads `target`'s `/metrics` until `check` finds nothing missing on the page (it
@@ -274,7 +250,7 @@ async fn prometheus_scrapes_two_servers_running_orders() {
 
     let client = WeirClient::connect(&cluster.config).await.expect("client");
     enable_output(&cluster, &client).await;
-    orders::setup(&client, TENANT, &NO_RETRY)
+    orders::setup(&client, TENANT, &orders::NO_RETRY)
         .await
         .expect("metadata");
     orders::start_orders(&client, TENANT, "order", ORDERS)

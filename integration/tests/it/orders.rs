@@ -21,12 +21,6 @@ use weir_topology::kafka::KafkaClient;
 use crate::cluster::{Cluster, START_WAIT, stop_server};
 
 const RUN_WAIT: Duration = Duration::from_secs(300);
-const NO_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: 0,
-    initial_backoff_ms: 0,
-    backoff_multiplier: 1.0,
-    max_backoff_ms: 0,
-};
 
 /// Every order `{prefix}-0..count` is COMPLETED with the variables it should end with.
 fn assert_orders_completed(runs: &BTreeMap<String, RunSnapshot>, prefix: &str, count: usize) {
@@ -56,7 +50,7 @@ async fn a_thousand_orders_complete_across_twelve_partitions() {
     let cluster = Cluster::new("orders-thousand").await;
     let server = cluster.start_server("orders-thousand-server").await;
     let client = WeirClient::connect(&cluster.config).await.expect("client");
-    orders::setup(&client, "default", &NO_RETRY)
+    orders::setup(&client, "default", &orders::NO_RETRY)
         .await
         .expect("metadata");
     let (workers, delivery) =
@@ -101,7 +95,7 @@ async fn orders_complete_with_the_server_killed_twice_and_no_task_reported_twice
     let cluster = Cluster::new("orders-killed").await;
     let mut server = cluster.start_server("orders-killed-server-1").await;
     let client = WeirClient::connect(&cluster.config).await.expect("client");
-    orders::setup(&client, "default", &NO_RETRY)
+    orders::setup(&client, "default", &orders::NO_RETRY)
         .await
         .expect("metadata");
     let (workers, delivery) =
@@ -313,7 +307,7 @@ async fn two_tenants_with_same_named_specs_stay_isolated() {
                 .expect("sent"),
         )
         .expect("tenant");
-        orders::setup(&client, tenant, &NO_RETRY)
+        orders::setup(&client, tenant, &orders::NO_RETRY)
             .await
             .expect("metadata");
         let (workers, delivery) =

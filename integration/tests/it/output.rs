@@ -20,7 +20,7 @@ use weir_proto::output_topic_record::Payload;
 use weir_proto::variable_value::Value;
 use weir_proto::{
     LhStatus, MetadataOutputTopicRecord, OutputTopicConfig, OutputTopicRecord,
-    PutExternalEventDefRequest, PutTenantRequest, PutWfSpecRequest, RetryPolicy,
+    PutExternalEventDefRequest, PutTenantRequest, PutWfSpecRequest,
 };
 use weir_topology::kafka::KafkaClient;
 use weir_topology::task::WEIR_ID_HEADER;
@@ -31,12 +31,6 @@ use crate::cluster::{Cluster, START_WAIT, stop_server};
 const RUN_WAIT: Duration = Duration::from_secs(180);
 /// How long the server may take to create a newly enabled tenant's topics.
 const TOPIC_WAIT: Duration = Duration::from_secs(60);
-const NO_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: 0,
-    initial_backoff_ms: 0,
-    backoff_multiplier: 1.0,
-    max_backoff_ms: 0,
-};
 /// The TaskDefs' timeout: long, so a report held up on a loaded machine (the tests run
 /// beside each other on two cores) does not time a task out; with no retries, a
 /// timeout would end the order in ERROR and change the records it publishes.
@@ -94,11 +88,21 @@ async fn wait_for_output_topics(cluster: &Cluster, tenant: &str) {
     }
 }
 
+/// The metadata-output keys of the example's metadata as [`put_orders`] puts it, in
+/// order.
+pub(crate) const ORDERS_METADATA_KEYS: [&str; 5] = [
+    "TASK_DEF/fetch-price",
+    "TASK_DEF/charge-credit-card",
+    "TASK_DEF/ship-item",
+    "EXTERNAL_EVENT_DEF/item-delivered",
+    "WF_SPEC/orders/0/0",
+];
+
 /// Puts the orders example's metadata in `tenant`, with `ship-item`'s
 /// `enable_entity_events` set to `ship_item_events` (the example's `setup` with one
 /// override, put from the start so no command can see the TaskDef without it).
 pub(crate) async fn put_orders(client: &WeirClient, tenant: &str, ship_item_events: Option<bool>) {
-    for mut def in orders::task_defs(&NO_RETRY, TASK_TIMEOUT_SECONDS) {
+    for mut def in orders::task_defs(&orders::NO_RETRY, TASK_TIMEOUT_SECONDS) {
         if def.name == "ship-item" {
             def.enable_entity_events = ship_item_events;
         }
@@ -677,16 +681,10 @@ async fn an_in_place_wf_spec_update_is_published_under_the_same_version() {
     .await;
     let records = read_to_end(&cluster, &topic).await;
     let keys: Vec<String> = records.iter().map(ConsumedRecord::key_str).collect();
+    let mut expected = ORDERS_METADATA_KEYS.to_vec();
+    expected.push("WF_SPEC/orders/0/0");
     assert_eq!(
-        keys,
-        [
-            "TASK_DEF/fetch-price",
-            "TASK_DEF/charge-credit-card",
-            "TASK_DEF/ship-item",
-            "EXTERNAL_EVENT_DEF/item-delivered",
-            "WF_SPEC/orders/0/0",
-            "WF_SPEC/orders/0/0",
-        ],
+        keys, expected,
         "the update is published under its own version, and no new version exists"
     );
     let kinds: Vec<Option<String>> = records.iter().map(|r| r.header_str(TYPE_HEADER)).collect();

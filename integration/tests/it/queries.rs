@@ -18,7 +18,7 @@ use weir_integration::WeirProcess;
 use weir_processor::client::WeirClient;
 use weir_processor::query::render;
 use weir_processor::topics::partition_for_key;
-use weir_proto::{LhStatus, RetryPolicy};
+use weir_proto::LhStatus;
 
 use crate::cluster::{Cluster, START_WAIT, stop_server};
 
@@ -28,12 +28,6 @@ const ORDERS: usize = 12;
 const PARTITIONS: i32 = 4;
 const WAIT: Duration = Duration::from_secs(120);
 const QUERIES_LINE: &str = "weir server queries at ";
-const NO_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: 0,
-    initial_backoff_ms: 0,
-    backoff_multiplier: 1.0,
-    max_backoff_ms: 0,
-};
 
 /// Starts instance `id` of two with its own state directory and an HTTP port it picks,
 /// and returns it with its advertised base URL.
@@ -132,7 +126,7 @@ async fn any_instance_answers_queries_by_sending_clients_to_the_owner() {
         .collect();
 
     let client = WeirClient::connect(&cluster.config).await.expect("client");
-    orders::setup(&client, TENANT, &NO_RETRY)
+    orders::setup(&client, TENANT, &orders::NO_RETRY)
         .await
         .expect("metadata");
     let (workers, delivery) = orders::start_workers_and_delivery(&cluster.config, &client, TENANT)

@@ -18,8 +18,8 @@ use weir_proto::output_topic_config::OutputTopicRecordingLevel;
 
 use crate::cluster::{Cluster, START_WAIT, http_target, stop_server};
 use crate::output::{
-    Drive, assert_orders_published, enable_output, once_each, put_orders, read_to_end,
-    wait_completed,
+    Drive, ORDERS_METADATA_KEYS, assert_orders_published, enable_output, once_each, put_orders,
+    read_to_end, wait_completed,
 };
 
 const INSTANCES: usize = 3;
@@ -62,7 +62,7 @@ async fn start_instance(cluster: &Cluster, id: usize, name: &str) -> Instance {
         id,
         server,
         tasks,
-        target: http_target(&out),
+        target: http_target(&out, "weir server"),
     }
 }
 
@@ -93,16 +93,7 @@ async fn assert_metadata_published(cluster: &Cluster) {
     let (records, copies) = once_each(read_to_end(cluster, &topic).await);
     assert_eq!(copies, 0, "a clean stop publishes no metadata twice");
     let keys: Vec<String> = records.iter().map(|r| r.key_str()).collect();
-    assert_eq!(
-        keys,
-        [
-            "TASK_DEF/fetch-price",
-            "TASK_DEF/charge-credit-card",
-            "TASK_DEF/ship-item",
-            "EXTERNAL_EVENT_DEF/item-delivered",
-            "WF_SPEC/orders/0/0",
-        ]
-    );
+    assert_eq!(keys, ORDERS_METADATA_KEYS);
     for record in &records {
         assert_eq!(
             record.header_str(TENANT_HEADER).as_deref(),

@@ -4,7 +4,7 @@
 //! `--allow-data-removal` keeps its topics and says so; `weir table get|scan` print a
 //! table's committed rows.
 
-use weir_examples::flows_demo::{self, Producer};
+use weir_examples::flows_demo::{self};
 use weir_integration::WeirProcess;
 
 use super::{FlowsCluster, START_WAIT as WAIT};
@@ -115,12 +115,7 @@ async fn table_get_and_scan_print_the_committed_rows() {
     let model = flows.model("UserActivity", 0);
     let records: Vec<_> = (0..50).map(|i| flows_demo::record(i, 10)).collect();
     let expected = flows_demo::latest_per_key(records.clone());
-    Producer::connect(&flows.cluster.config, &model)
-        .await
-        .expect("producer")
-        .send(records)
-        .await
-        .expect("records produced");
+    flows.produce(&model, records, "records produced").await;
     flows
         .wait_for_tables(
             WAIT,

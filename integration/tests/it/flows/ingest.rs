@@ -108,12 +108,7 @@ async fn a_failing_transform_and_malformed_records_dead_letter_exactly_those_rec
     // One record per user, so each user's row is that record's fate.
     let records: Vec<_> = (0..700).map(|i| flows_demo::record(i, 700)).collect();
     let source = flows.model("UserActivity", 0);
-    Producer::connect(&config, &source)
-        .await
-        .expect("producer")
-        .send(records.clone())
-        .await
-        .expect("produced");
+    flows.produce(&source, records.clone(), "produced").await;
     // Records that do not match the model, each dead-lettered at ingestion with its reason.
     let malformed: [(Option<&str>, &str, &str); 3] = [
         (Some("bad-json"), "{not json", "not JSON"),

@@ -13,16 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM, Pace, Producer};
+use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM, Pace};
 use weir_integration::WeirProcess;
-use weir_integration::prometheus::http_get;
+use weir_integration::prometheus::{exposition_value, scrape};
 use weir_processor::cli::flows::load_progress;
 use weir_processor::flows::app::FlowsApp;
 use weir_processor::flows::apply::table_changelog;
 use weir_proto::InitialLoadProgress;
 
 use super::{FlowsCluster, wait_until};
-use crate::cluster::stop_server;
+use crate::cluster::{http_target, stop_server};
 
 /// Users of the load tests, their records before the migration, partitions.
 const USERS: u64 = 4_000;
@@ -40,27 +40,8 @@ const SLOW_LOAD: [(&str, &str); 4] = [
 
 /// The flows process's `/metrics` page.
 async fn metrics_page(flows: &WeirProcess) -> String {
-    let out = flows.stdout();
-    let address = out
-        .lines()
-        .find_map(|line| line.strip_prefix("weir flows http on "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no http line in {out:?}"));
-    let port = address.rsplit(':').next().expect("a port");
-    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("GET /metrics");
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// The value of the sample `name{labels}` (labels as Prometheus prints them) on a
-/// metrics page.
-fn sample(page: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = format!("{name}{{{labels}}} ");
-    page.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.trim().parse().ok())
+    let target = http_target(&flows.stdout(), "weir flows");
+    scrape(&target).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -105,12 +86,9 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
         .start_flows(&format!("{name}-models"), &models, &SLOW_LOAD)
         .await;
     let history: Vec<_> = (0..HISTORY).map(|i| flows_demo::record(i, USERS)).collect();
-    Producer::connect(config, &source)
-        .await
-        .expect("producer")
-        .send(history.clone())
-        .await
-        .expect("history produced");
+    flows
+        .produce(&source, history.clone(), "history produced")
+        .await;
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
         let (config, source, stop) = (config.clone(), source.clone(), Arc::clone(&stop));
@@ -240,17 +218,20 @@ async fn migration_added_while_producing(name: &str, kill: bool) {
     // ran the whole load) every row it loaded counted.
     let page = metrics_page(&running).await;
     for partition in 0..PARTITIONS {
-        let labels = format!("flow=\"migrate-user-activity\",partition=\"{partition}\"");
+        let labels = [
+            ("flow", "migrate-user-activity"),
+            ("partition", &partition.to_string()),
+        ];
         assert_eq!(
-            sample(&page, "weir_flows_initial_load_done", &labels),
+            exposition_value(&page, "weir_flows_initial_load_done", &labels),
             Some(1.0),
             "partition {partition}:\n{page}"
         );
     }
-    let counted = sample(
+    let counted = exposition_value(
         &page,
         "weir_flows_initial_load_records_total",
-        "flow=\"migrate-user-activity\"",
+        &[("flow", "migrate-user-activity")],
     );
     match &at_kill {
         None => assert_eq!(counted, Some(loaded as f64), "{page}"),
@@ -302,12 +283,7 @@ async fn a_regular_flow_with_initial_load_fills_its_target_from_history() {
     let running = app.start(&config).await.expect("models run");
     let history: Vec<_> = (0..3_000).map(|i| flows_demo::record_0_1(i, 300)).collect();
     let table = flows_demo::latest_per_key(history.clone());
-    Producer::connect(&config, &current)
-        .await
-        .expect("producer")
-        .send(history)
-        .await
-        .expect("history produced");
+    flows.produce(&current, history, "history produced").await;
     flows
         .wait_for_tables(WAIT, "the 0.1 table", &[(&current, &table)])
         .await;

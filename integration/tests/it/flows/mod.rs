@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weir_examples::flows_demo::{self, MANIFEST};
+use weir_examples::flows_demo::{self, MANIFEST, Producer};
 use weir_integration::WeirProcess;
 use weir_processor::flows::naming::ModelVersion;
 use weir_proto::DataModelVersion;
@@ -121,6 +121,22 @@ impl FlowsCluster {
             })
             .await;
         flows
+    }
+
+    /// Produces `records` to `model`'s ingestion topic (`what` names them should it
+    /// fail).
+    pub(crate) async fn produce(
+        &self,
+        model: &ModelVersion,
+        records: Vec<(String, Value)>,
+        what: &str,
+    ) {
+        Producer::connect(&self.cluster.config, model)
+            .await
+            .expect("producer")
+            .send(records)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
     }
 
     /// Waits until `model`'s table equals `expected`, for each pair.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM, Producer};
+use weir_examples::flows_demo::{self, MIGRATION_TRANSFORM};
 use weir_integration::WeirProcess;
 use weir_processor::cli::flows::load_progress;
 use weir_processor::flows::apply::table_changelog;
@@ -75,12 +75,9 @@ async fn a_model_removed_with_its_data_and_declared_again_migrates_its_new_recor
         .start_flows("flows-removal-models", &models, &[])
         .await;
     let history: Vec<_> = (0..600).map(|i| flows_demo::record(i, 200)).collect();
-    Producer::connect(config, &source)
-        .await
-        .expect("producer")
-        .send(history.clone())
-        .await
-        .expect("history produced");
+    flows
+        .produce(&source, history.clone(), "history produced")
+        .await;
     let history_latest = flows_demo::latest_per_key(history);
     flows
         .wait_for_tables(WAIT, "the history ingested", &[(&source, &history_latest)])
@@ -136,12 +133,9 @@ async fn a_model_removed_with_its_data_and_declared_again_migrates_its_new_recor
         "again-",
     );
     assert!(positions.iter().all(|&p| p > 40), "{positions:?}");
-    Producer::connect(config, &source)
-        .await
-        .expect("producer")
-        .send(fresh.clone())
-        .await
-        .expect("new records produced");
+    flows
+        .produce(&source, fresh.clone(), "new records produced")
+        .await;
     let fresh_latest = flows_demo::latest_per_key(fresh);
     let mut expected_target: BTreeMap<String, Value> = migrated;
     expected_target
