@@ -26,6 +26,18 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
+    /// How many partitions `topic` has (it must exist).
+    pub(crate) async fn partition_count(&self, topic: &str) -> usize {
+        let described = self
+            .ns
+            .admin()
+            .await
+            .describe_topics(&[topic.to_owned()])
+            .await
+            .unwrap_or_else(|e| panic!("describing {topic}: {e}"));
+        described[0].partitions.len()
+    }
+
     /// A cluster with the default configuration (12 partitions).
     pub(crate) async fn new(name: &str) -> Self {
         let cluster = Self::with_env(name, &[]).await;

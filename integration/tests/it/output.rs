@@ -462,27 +462,19 @@ async fn every_order_publishes_exactly_its_changes_in_order() {
     let pre_posted = assert_orders_published(&records, "acme", "order", 20, 12);
     println!("{pre_posted} of 20 deliveries were posted before the run waited");
 
-    let admin = cluster.ns.admin().await;
-    let described = admin
-        .describe_topics(std::slice::from_ref(&topic))
-        .await
-        .expect("describe");
     assert_eq!(
-        described[0].partitions.len(),
+        cluster.partition_count(&topic).await,
         12,
         "LHS_OUTPUT_TOPIC_PARTITIONS defaults to the cluster's"
     );
+    let admin = cluster.ns.admin().await;
     let configs = admin.topic_configs(&topic).await.expect("configs");
     assert_eq!(
         configs.get("cleanup.policy").map(String::as_str),
         Some("delete")
     );
     let metadata_topic = topics.metadata_output("acme");
-    let described = admin
-        .describe_topics(std::slice::from_ref(&metadata_topic))
-        .await
-        .expect("describe");
-    assert_eq!(described[0].partitions.len(), 1);
+    assert_eq!(cluster.partition_count(&metadata_topic).await, 1);
     stop_server(server).await;
 }
 
@@ -601,14 +593,7 @@ async fn four_output_partitions_take_command_partition_modulo_four() {
     run_orders(&cluster, &client, "acme", "order", 12).await;
 
     let topic = CoreTopics::new(&cluster.config).execution_output("acme");
-    let described = cluster
-        .ns
-        .admin()
-        .await
-        .describe_topics(std::slice::from_ref(&topic))
-        .await
-        .expect("describe");
-    assert_eq!(described[0].partitions.len(), 4);
+    assert_eq!(cluster.partition_count(&topic).await, 4);
     let (records, _) = once_each(read_to_end(&cluster, &topic).await);
     // Checks every record's partition against `partition_for_key(id, 12) % 4`.
     assert_orders_published(&records, "acme", "order", 12, 4);
