@@ -19,14 +19,14 @@ use weir_integration::WeirProcess;
 use weir_integration::prometheus::{
     Prometheus, Sample, exposition_samples, exposition_value, scrape,
 };
-use weir_processor::client::{WeirClient, accepted};
+use weir_processor::client::WeirClient;
 use weir_processor::core::store_names;
 use weir_processor::topics::{CoreTopics, partition_for_key};
-use weir_proto::metadata_command::Command as Meta;
+use weir_proto::LhStatus;
 use weir_proto::output_topic_config::OutputTopicRecordingLevel;
-use weir_proto::{LhStatus, OutputTopicConfig, PutTenantRequest};
 
 use crate::cluster::{Cluster, START_WAIT, http_target, stop_server};
+use crate::output::enable_output;
 
 const TENANT: &str = "acme";
 const ORDERS: usize = 40;
@@ -185,35 +185,6 @@ fn runtime_metrics_present(
     Ok(())
 }
 
-async fn enable_output(cluster: &Cluster, client: &WeirClient) {
-    let tenant = Meta::PutTenant(PutTenantRequest {
-        id: TENANT.to_owned(),
-        output_topic_config: Some(OutputTopicConfig {
-            default_recording_level: OutputTopicRecordingLevel::AllEntityEvents as i32,
-        }),
-    });
-    accepted(client.send_metadata(TENANT, tenant).await.expect("sent")).expect("tenant");
-    let topics = CoreTopics::new(&cluster.config);
-    let wanted = [
-        topics.execution_output(TENANT),
-        topics.metadata_output(TENANT),
-    ];
-    let admin = cluster.ns.admin().await;
-    let deadline = Instant::now() + WAIT;
-    while !admin
-        .list_topics()
-        .await
-        .expect("listing topics")
-        .iter()
-        .filter(|t| wanted.contains(t))
-        .count()
-        .eq(&wanted.len())
-    {
-        assert!(Instant::now() < deadline, "no output topics {wanted:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prometheus_scrapes_two_servers_running_orders() {
     let partitions = PARTITIONS.to_string();
@@ -249,7 +220,13 @@ async fn prometheus_scrapes_two_servers_running_orders() {
     );
 
     let client = WeirClient::connect(&cluster.config).await.expect("client");
-    enable_output(&cluster, &client).await;
+    enable_output(
+        &cluster,
+        &client,
+        TENANT,
+        OutputTopicRecordingLevel::AllEntityEvents,
+    )
+    .await;
     orders::setup(&client, TENANT, &orders::NO_RETRY)
         .await
         .expect("metadata");
