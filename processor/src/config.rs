@@ -41,6 +41,9 @@ pub struct WeirConfig {
     /// `LHS_COMMIT_MAX_RECORDS`: most input records in one batch per task (bounds the
     /// memory a batch's outputs and changes take until they commit).
     pub max_batch_records: u64,
+    /// `LHS_FETCH_MAX_WAIT_MS`: how long an input fetch may wait at the broker while
+    /// its partition has nothing new.
+    pub fetch_max_wait: Duration,
     /// The memory every store of the process shares: `LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES`
     /// (block cache), `LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES` (memtables together) and
     /// `LHS_STATE_VALUE_CACHE_BYTES` (committed values; 0 turns it off).
@@ -104,6 +107,12 @@ impl WeirConfig {
         )?;
         let max_batch_records: u64 =
             positive(&lookup, "LHS_COMMIT_MAX_RECORDS", 10_000, POSITIVE_INTEGER)?;
+        let fetch_max_wait_ms: u64 = positive(
+            &lookup,
+            "LHS_FETCH_MAX_WAIT_MS",
+            50,
+            "a positive number of milliseconds",
+        )?;
         let defaults = StateOptions::default();
         let state = StateOptions {
             block_cache_bytes: positive(
@@ -213,6 +222,7 @@ impl WeirConfig {
             connect_timeout: Duration::from_millis(connect_timeout_ms),
             commit_interval: Duration::from_millis(commit_interval_ms.max(1)),
             max_batch_records,
+            fetch_max_wait: Duration::from_millis(fetch_max_wait_ms),
             state,
             instance_id,
             instance_count,
@@ -236,6 +246,7 @@ impl WeirConfig {
         let mut runtime = RuntimeConfig::new(self.kafka(), &self.cluster_id, &self.state_dir);
         runtime.commit_interval = self.commit_interval;
         runtime.max_batch_records = self.max_batch_records;
+        runtime.fetch_max_wait = self.fetch_max_wait;
         runtime.state = self.state.clone();
         runtime.replication_factor = self.replication_factor;
         runtime.create_topics = self.create_topics;
@@ -355,6 +366,7 @@ mod tests {
         assert!(config.create_topics);
         assert_eq!(config.metrics_port, None);
         assert_eq!(config.runtime().max_batch_records, 10_000);
+        assert_eq!(config.runtime().fetch_max_wait, Duration::from_millis(50));
         assert_eq!(config.runtime().state, StateOptions::default());
         Ok(())
     }
@@ -408,12 +420,14 @@ mod tests {
             ("LHS_KAFKA_CONNECT_TIMEOUT_MS", "2500"),
             ("LHS_STATE_DIR", "/var/lib/weir"),
             ("LHS_COMMIT_INTERVAL_MS", "250"),
+            ("LHS_FETCH_MAX_WAIT_MS", "10"),
             ("LHS_INSTANCE_ID", "2"),
             ("LHS_INSTANCE_COUNT", "3"),
             ("LHS_SHOULD_CREATE_TOPICS", "false"),
         ])?;
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/weir"));
         assert_eq!(config.runtime().commit_interval, Duration::from_millis(250));
+        assert_eq!(config.runtime().fetch_max_wait, Duration::from_millis(10));
         assert!(!config.runtime().create_topics);
         let assignor = config.assignor()?;
         assert!(assignor.owns("core", 5) && !assignor.owns("core", 4));
@@ -495,6 +509,7 @@ mod tests {
         assert!(load(&[("LHS_KAFKA_CONNECT_TIMEOUT_MS", "-1")]).is_err());
         assert!(load(&[("LHS_INSTANCE_ID", "3"), ("LHS_INSTANCE_COUNT", "3")]).is_err());
         assert!(load(&[("LHS_INSTANCE_COUNT", "0")]).is_err());
+        assert!(load(&[("LHS_FETCH_MAX_WAIT_MS", "0")]).is_err());
         assert!(load(&[("LHS_SHOULD_CREATE_TOPICS", "maybe")]).is_err());
     }
 }

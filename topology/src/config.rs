@@ -20,6 +20,10 @@ pub struct RuntimeConfig {
     pub commit_interval: Duration,
     /// Most input records in one batch.
     pub max_batch_records: u64,
+    /// How long a task's input fetch may wait at the broker while its partition has
+    /// nothing new (Kafka's `fetch.max.wait.ms`). Kafka answers as soon as a record
+    /// arrives; a broker that polls answers within about half of it.
+    pub fetch_max_wait: Duration,
     /// Replication factor of the topics the runtime creates.
     pub replication_factor: i16,
     /// Whether missing topics are created at start (otherwise a clear error).
@@ -41,6 +45,7 @@ impl RuntimeConfig {
             state_dir: state_dir.into(),
             commit_interval: Duration::from_millis(100),
             max_batch_records: 10_000,
+            fetch_max_wait: Duration::from_millis(50),
             replication_factor: 1,
             create_topics: true,
             state: StateOptions::default(),

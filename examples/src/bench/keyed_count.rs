@@ -18,6 +18,10 @@ use super::{BenchConfig, PARTITIONS, end_offsets, partitions, rate};
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The log line a task writes once it has restored its state and is about to process.
 const TASK_READY: &str = "task ready";
+/// The processor's `LHS_FETCH_MAX_WAIT_MS`. Kafka answers a waiting fetch as soon as a
+/// record arrives; the local broker looks again after half the remaining wait, so at
+/// the default 50 ms a record could sit up to 25 ms before the processor saw it.
+pub const PROCESSOR_FETCH_MAX_WAIT_MS: u64 = 10;
 
 /// The running keyed-count process.
 #[derive(Debug)]
@@ -53,6 +57,10 @@ impl Processor {
             )
             .env("LHS_CLUSTER_ID", &config.cluster_id)
             .env("LHS_STATE_DIR", &state)
+            .env(
+                "LHS_FETCH_MAX_WAIT_MS",
+                PROCESSOR_FETCH_MAX_WAIT_MS.to_string(),
+            )
             .env("COUNT_PARTITIONS", PARTITIONS.to_string());
         let process = ChildProcess::start(
             "keyed-count",

@@ -21,10 +21,6 @@ use crate::kafka::{KafkaError, RecordAndOffset, TopicPartition};
 
 /// Bytes per input fetch.
 const FETCH_BYTES: i32 = 4 * 1024 * 1024;
-/// How long the broker may hold a fetch open while the partition has nothing new.
-/// Kafka answers as soon as a record arrives; a broker that polls instead answers
-/// within a fraction of this.
-const FETCH_WAIT: Duration = Duration::from_millis(50);
 /// Fetched record sets waiting for the task, per source (bounds the read-ahead).
 const READ_AHEAD: usize = 2;
 /// How long [`read_range`] waits before asking again after a fetch below the end
@@ -52,6 +48,9 @@ pub(crate) struct SourceFetch {
     pub(crate) handle: TopicPartition,
     /// First offset to read.
     pub(crate) position: i64,
+    /// How long the broker may hold a fetch open while the partition has nothing new
+    /// ([`crate::RuntimeConfig::fetch_max_wait`]).
+    pub(crate) max_wait: Duration,
     /// The source's lag (high watermark minus the offset read up to).
     pub(crate) lag: metrics::Gauge,
     /// Counts failed fetches.
@@ -105,11 +104,12 @@ async fn fetch_loop(
         topic,
         handle,
         mut position,
+        max_wait,
         lag,
         retries,
     } = source;
     loop {
-        match handle.fetch(position, FETCH_BYTES, FETCH_WAIT).await {
+        match handle.fetch(position, FETCH_BYTES, max_wait).await {
             Ok((records, high_watermark)) if records.is_empty() && position > high_watermark => {
                 // Nothing would ever arrive at this position: read the partition again
                 // from its first offset rather than stall without a word.

@@ -116,6 +116,7 @@ impl StreamTask {
                 topic: Arc::clone(&topic),
                 handle,
                 position,
+                max_wait: config.fetch_max_wait,
                 lag: metrics.records_lag(&source.topic, partition),
                 retries: metrics.kafka_retries("fetch input"),
             });
