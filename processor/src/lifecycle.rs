@@ -1,5 +1,5 @@
-//! What every weir process does at its edges: set up logging, and wait for the signal
-//! to shut down cleanly.
+//! What every weir process does at its edges: set up logging, turn transparent huge
+//! pages off, and wait for the signal to shut down cleanly.
 
 /// Logs to stderr, filtered by `RUST_LOG`, else at `default_level`; colored only when
 /// stderr is a terminal, so log files and collectors get plain text.
@@ -13,6 +13,20 @@ pub fn init_logging(default_level: &str) {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`),
+/// whatever the system setting; call it first thing in `main`, after logging.
+///
+/// Why: mimalloc asks the kernel for huge pages, and on a system whose THP setting
+/// allows them each first touch of a fresh 2 MiB region has the kernel zero all of it.
+/// Perf of `make bench`'s restore put 44% of the process's time in that zeroing; with
+/// THP off restore went from about 200,000 to 315,000 records/s. Databases built on
+/// RocksDB commonly advise THP off for the same reason and for latency.
+pub fn disable_transparent_huge_pages() {
+    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::warn!(%error, "could not turn transparent huge pages off for this process");
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

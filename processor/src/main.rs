@@ -384,6 +384,7 @@ async fn main() -> ExitCode {
     } else {
         "warn"
     });
+    lifecycle::disable_transparent_huge_pages();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`weir topics tail | head`): not an error.

@@ -25,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As in the processes it measures, so the raw limits get the same memory treatment.
+    weir_processor::lifecycle::disable_transparent_huge_pages();
     let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let records = number("BENCH_RECORDS", if quick { 300_000 } else { 1_000_000 })?;
     let latency_seconds = number("BENCH_LATENCY_SECONDS", if quick { 15 } else { 30 })?;

@@ -56,6 +56,7 @@ const STAGE_TIMEOUT: Duration = Duration::from_secs(60);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     lifecycle::init_logging("warn");
+    lifecycle::disable_transparent_huge_pages();
     let config = WeirConfig::from_env()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count = |at: usize, default: u64| -> anyhow::Result<u64> {

@@ -1,8 +1,9 @@
 //! The keyed-count processor as a process (the runtime's crash tests and `make bench`
 //! run it).
 //!
-//! `keyed-count` runs it until SIGTERM or SIGINT, with the `LHS_*` configuration;
-//! `COUNT_PARTITIONS` (default 4) sets the input partition count.
+//! `keyed-count` runs it until SIGTERM or SIGINT, with the `LHS_*` configuration
+//! (`/metrics` on `LHS_METRICS_PORT` when it is set); `COUNT_PARTITIONS` (default 4)
+//! sets the input partition count.
 //! `keyed-count dump` prints the counters held in `LHS_STATE_DIR`, one `key count` line
 //! each in key order, for comparing state between runs.
 
@@ -21,6 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     lifecycle::init_logging("info");
+    lifecycle::disable_transparent_huge_pages();
     let config = WeirConfig::from_env()?;
     let partitions: i32 = match std::env::var("COUNT_PARTITIONS") {
         Ok(value) => value
@@ -36,12 +38,16 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: &WeirConfig, partitions: i32) -> anyhow::Result<()> {
+    let metrics = weir_processor::http::start(config).await?;
     let (topology, _) = keyed_count::topology(&config.cluster_id, partitions)?;
     let runtime = Runtime::new(topology, config.runtime(), config.assignor()?)?;
     let running = runtime.start().await?;
     println!("running tasks {}", running.task_ids.join(","));
     lifecycle::shutdown_signal().await;
     running.shutdown().await;
+    if let Some(server) = metrics {
+        server.shutdown().await;
+    }
     println!("stopped");
     Ok(())
 }

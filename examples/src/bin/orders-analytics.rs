@@ -86,6 +86,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     lifecycle::init_logging("warn");
+    lifecycle::disable_transparent_huge_pages();
     let args = Args::parse();
     let config = WeirConfig::from_env()?;
     let database_url = || {

@@ -35,6 +35,7 @@ const RETRY: RetryPolicy = RetryPolicy {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     lifecycle::init_logging("warn");
+    lifecycle::disable_transparent_huge_pages();
     let config = WeirConfig::from_env()?;
     let tenant = std::env::var("ORDERS_TENANT").unwrap_or_else(|_| "default".to_owned());
     let mut args = std::env::args().skip(1);

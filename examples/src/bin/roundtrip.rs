@@ -27,6 +27,7 @@ const PARTITIONS: i32 = 2;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    weir_processor::lifecycle::disable_transparent_huge_pages();
     let config = WeirConfig::from_env()?;
     let kafka = config.kafka();
     let topic = config.topic("roundtrip");
