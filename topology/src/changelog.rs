@@ -74,8 +74,9 @@ pub fn marker_record(marker: &CommitMarker, timestamp_ms: i64) -> Record {
     }
 }
 
-/// Reads one changelog record back; `None` with a reason when it is not weir's.
-pub(crate) fn parse(record: &RecordAndOffset) -> Result<ChangelogEntry, String> {
+/// Reads one changelog record back, taking its key and value without copying them; an
+/// error with a reason when it is not weir's.
+pub(crate) fn parse(record: RecordAndOffset) -> Result<ChangelogEntry, String> {
     let headers = &record.record.headers;
     if headers.contains_key(MARKER_HEADER) {
         let value = record.record.value.as_deref().unwrap_or_default();
@@ -103,15 +104,10 @@ pub(crate) fn parse(record: &RecordAndOffset) -> Result<ChangelogEntry, String> 
     let key = record
         .record
         .key
-        .as_ref()
         .ok_or_else(|| format!("changelog record at offset {} has no key", record.offset))?;
     Ok(ChangelogEntry::Data {
-        key: Bytes::copy_from_slice(key),
-        value: record
-            .record
-            .value
-            .as_ref()
-            .map(|v| Bytes::copy_from_slice(v)),
+        key: Bytes::from(key),
+        value: record.record.value.map(Bytes::from),
         batch: (epoch, batch),
     })
 }
@@ -126,13 +122,16 @@ fn timestamp(ms: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Groups a changelog's records into complete batches: data accumulates until a
-/// marker, then everything accumulated is one unit to apply (last write per key wins).
+/// marker, then everything accumulated is one unit to apply.
 #[derive(Debug, Default)]
 pub(crate) struct BatchAssembler {
-    pending: BTreeMap<Bytes, (Option<Bytes>, BatchId)>,
+    /// Data since the last marker, in changelog order.
+    pending: Vec<(Bytes, Option<Bytes>, BatchId)>,
 }
 
-/// A unit of changes ready to apply: everything up to a commit marker.
+/// A unit of changes ready to apply: everything up to a commit marker, in changelog
+/// order. A key may appear more than once; applied in order, its last write wins (as
+/// in a RocksDB WriteBatch), so no per-key sorting is spent on restore's hot path.
 #[derive(Debug)]
 pub(crate) struct CompleteBatch {
     pub(crate) changes: Vec<(Bytes, Option<Bytes>)>,
@@ -143,22 +142,26 @@ impl BatchAssembler {
     pub(crate) fn push(&mut self, entry: ChangelogEntry) -> Option<CompleteBatch> {
         match entry {
             ChangelogEntry::Data { key, value, batch } => {
-                self.pending.insert(key, (value, batch));
+                self.pending.push((key, value, batch));
                 None
             }
             ChangelogEntry::Marker(_) => {
                 let changes = std::mem::take(&mut self.pending)
                     .into_iter()
-                    .map(|(key, (value, _))| (key, value))
+                    .map(|(key, value, _)| (key, value))
                     .collect();
                 Some(CompleteBatch { changes })
             }
         }
     }
 
-    /// Data records after the last marker, with the batch each belongs to.
+    /// Data records after the last marker, last write per key, with the batch each
+    /// belongs to.
     pub(crate) fn into_tail(self) -> BTreeMap<Bytes, (Option<Bytes>, BatchId)> {
         self.pending
+            .into_iter()
+            .map(|(key, value, batch)| (key, (value, batch)))
+            .collect()
     }
 }
 
@@ -186,7 +189,7 @@ pub async fn read_committed(
                 continue;
             }
             offset = record.offset + 1;
-            let Ok(entry) = parse(&record) else { continue };
+            let Ok(entry) = parse(record) else { continue };
             if let Some(batch) = assembler.push(entry) {
                 for (key, value) in batch.changes {
                     match value {
@@ -209,7 +212,7 @@ mod tests {
     use super::*;
 
     fn read(record: Record, offset: i64) -> ChangelogEntry {
-        match parse(&RecordAndOffset { record, offset }) {
+        match parse(RecordAndOffset { record, offset }) {
             Ok(entry) => entry,
             Err(e) => panic!("{e}"),
         }
@@ -259,7 +262,7 @@ mod tests {
             headers: BTreeMap::new(),
             timestamp: timestamp(0),
         };
-        let error = parse(&RecordAndOffset { record, offset: 17 }).err();
+        let error = parse(RecordAndOffset { record, offset: 17 }).err();
         assert_eq!(
             error.as_deref(),
             Some("changelog record at offset 17 has no weir-epoch header")
@@ -289,15 +292,22 @@ mod tests {
         assert_eq!(
             batch,
             Some(vec![
+                (Bytes::from_static(b"a"), Some(Bytes::from_static(b"1"))),
                 (Bytes::from_static(b"a"), Some(Bytes::from_static(b"2"))),
                 (Bytes::from_static(b"b"), None)
-            ])
+            ]),
+            "in changelog order, so applying them in order leaves a's last write"
         );
         assert!(assembler.push(data(b"c", Some(b"3"), 1)).is_none());
+        assert!(assembler.push(data(b"c", Some(b"4"), 1)).is_none());
         let tail = assembler.into_tail();
         assert_eq!(
-            tail.get(&Bytes::from_static(b"c")),
-            Some(&(Some(Bytes::from_static(b"3")), (1, 1)))
+            tail,
+            BTreeMap::from([(
+                Bytes::from_static(b"c"),
+                (Some(Bytes::from_static(b"4")), (1, 1))
+            )]),
+            "the tail keeps each key's last write"
         );
     }
 }

@@ -224,7 +224,7 @@ pub(crate) async fn run_updater(
                 continue;
             }
             offset = record.offset + 1;
-            match changelog::parse(&record) {
+            match changelog::parse(record) {
                 Ok(entry) => {
                     if let Some(batch) = assembler.push(entry)
                         && let Err(e) = GlobalStores::apply(&replica, batch.changes, offset)

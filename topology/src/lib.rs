@@ -12,6 +12,7 @@
 //! those on it.
 
 pub mod assignment;
+mod blocking;
 mod changelog;
 pub mod config;
 pub mod context;

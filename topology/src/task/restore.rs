@@ -18,6 +18,7 @@ use bytes::Bytes;
 use weir_proto::CommitMarker;
 use weir_state::{Checkpoint, StoreId, TaskDb};
 
+use crate::blocking;
 use crate::changelog::{self, BatchAssembler, BatchId, ChangelogEntry};
 use crate::error::RuntimeError;
 use crate::kafka::TopicPartition;
@@ -105,7 +106,9 @@ pub(crate) async fn restore(
         let (start, end) = starts[&store];
         let position_name = changelog_position(db.store_name(store));
         let mut assembler = BatchAssembler::default();
-        let mut ready: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+        // Complete batches not yet written, in changelog order (applied in order, each
+        // key's last write wins).
+        let mut ready: Vec<(Bytes, Option<Bytes>)> = Vec::new();
         let mut offset = start;
         let mut applied_position = start;
         let mut range = fetcher::read_range(handle.clone(), start, end, RESTORE_FETCH_BYTES);
@@ -114,13 +117,12 @@ pub(crate) async fn restore(
             for record in records? {
                 offset = record.offset + 1;
                 fetched += 1;
-                let entry =
-                    changelog::parse(&record).map_err(|reason| RuntimeError::Changelog {
-                        task: task.to_owned(),
-                        topic: handle.topic().to_owned(),
-                        partition: handle.partition(),
-                        reason,
-                    })?;
+                let entry = changelog::parse(record).map_err(|reason| RuntimeError::Changelog {
+                    task: task.to_owned(),
+                    topic: handle.topic().to_owned(),
+                    partition: handle.partition(),
+                    reason,
+                })?;
                 if let ChangelogEntry::Marker(marker) = &entry {
                     markers_seen.insert((marker.epoch, marker.batch_number));
                     if latest.as_ref().is_none_or(|l| {
@@ -204,8 +206,10 @@ pub(crate) async fn restore(
     let epoch = max_epoch + 1;
     checkpoint.set(EPOCH, i64::try_from(epoch).unwrap_or(i64::MAX));
     // The new epoch is made durable before anything is written under it.
-    db.apply_restored(std::iter::empty(), &checkpoint)?;
-    db.flush()?;
+    blocking::run(|| {
+        db.apply_restored(std::iter::empty(), &checkpoint)?;
+        db.flush()
+    })?;
     if records_read > 0 || !tails.is_empty() {
         tracing::info!(
             task,
@@ -258,17 +262,21 @@ fn split_tail(
     split
 }
 
+/// Writes `changes` to `store` in the order given (a key's last write wins), with the
+/// checkpoint.
 fn write(
     db: &mut TaskDb,
     store: StoreId,
-    changes: BTreeMap<Bytes, Option<Bytes>>,
+    changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
     checkpoint: &Checkpoint,
     metrics: &TaskMetrics,
 ) -> Result<(), RuntimeError> {
-    if changes.is_empty() {
+    let mut changes = changes.into_iter().peekable();
+    if changes.peek().is_none() {
         return Ok(());
     }
-    let bytes = db.apply_restored(changes.into_iter().map(|(k, v)| (store, k, v)), checkpoint)?;
+    let bytes =
+        blocking::run(|| db.apply_restored(changes.map(|(k, v)| (store, k, v)), checkpoint))?;
     metrics.store_bytes_written.increment(bytes);
     Ok(())
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use weir_proto::CommitMarker;
 use weir_state::{Checkpoint, StateResources, StoreId, TaskDb};
 
+use crate::blocking;
 use crate::changelog::{self, BatchId};
 use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
@@ -84,7 +85,7 @@ impl StreamTask {
         let names: Vec<&str> = store_names.iter().map(String::as_str).collect();
         let metrics = TaskMetrics::new(&id);
 
-        let mut db = state_dir::open_or_rebuild(&id, &path, &names, resources)?;
+        let mut db = blocking::run(|| state_dir::open_or_rebuild(&id, &path, &names, resources))?;
         let mut changelogs = BTreeMap::new();
         for name in &store_names {
             let store = store_id(&db, name)?;
@@ -95,8 +96,10 @@ impl StreamTask {
             Err(error @ RuntimeError::CheckpointPastChangelog { .. }) => {
                 tracing::warn!(task = %id, %error, "discarding local state and restoring from the changelog");
                 drop(db);
-                TaskDb::destroy(&path)?;
-                db = state_dir::open_or_rebuild(&id, &path, &names, resources)?;
+                db = blocking::run(|| {
+                    TaskDb::destroy(&path)?;
+                    state_dir::open_or_rebuild(&id, &path, &names, resources)
+                })?;
                 restore::restore(&id, &mut db, &changelogs, &metrics).await?
             }
             other => other?,
@@ -191,7 +194,7 @@ impl StreamTask {
             // A dropped runtime counts as a stop request.
             if *self.stop.borrow() || self.stop.has_changed().is_err() {
                 self.commit().await?;
-                self.core.db.flush()?;
+                blocking::run(|| self.core.db.flush())?;
                 tracing::info!(task = %self.id, "task stopped cleanly");
                 return Ok(());
             }
@@ -585,10 +588,12 @@ impl StreamTask {
         let next_offsets = self.next_offsets(&BTreeMap::new());
         self.write_markers(&every_store, batch_id, &next_offsets, now_ms)
             .await?;
-        self.core
-            .db
-            .apply_restored(std::iter::empty(), &self.checkpoint)?;
-        self.core.db.flush()?;
+        blocking::run(|| {
+            self.core
+                .db
+                .apply_restored(std::iter::empty(), &self.checkpoint)?;
+            self.core.db.flush()
+        })?;
         self.batch_number = 1;
         Ok(())
     }
