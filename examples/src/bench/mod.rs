@@ -246,7 +246,8 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
 
     let mut failures = Vec::new();
     eprintln!(
-        "orders: {} WfRuns with the output topic off, then at ALL_ENTITY_EVENTS",
+        "orders: {} rounds of {} WfRuns with the output topic off, then at ALL_ENTITY_EVENTS",
+        orders::ROUNDS,
         config.orders
     );
     match orders::run(config, config.orders).await {
