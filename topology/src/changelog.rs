@@ -11,13 +11,13 @@
 //! after compaction has removed older markers.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
 use weir_proto::CommitMarker;
 
 use crate::kafka::{KafkaError, Record, RecordAndOffset, TopicPartition};
+use crate::task::fetcher;
 
 /// Key of every commit marker; a NUL first byte keeps it apart from store keys in
 /// practice, and the marker header decides.
@@ -171,24 +171,19 @@ const READ_FETCH_BYTES: i32 = 8 * 1024 * 1024;
 /// A store partition's committed contents, read from its changelog partition up to the
 /// high watermark seen at the start: every complete batch applied in order, an
 /// unfinished tail left out. This is what a restoring task (or a global replica) would
-/// hold, read from outside the instance that owns the store.
+/// hold, read from outside the instance that owns the store. It reads as restore does
+/// ([`fetcher::read_range`]), so a fetch a loaded broker answers empty below its end
+/// is asked again rather than taken for the end.
 pub async fn read_committed(
     changelog: &TopicPartition,
 ) -> Result<BTreeMap<Bytes, Bytes>, KafkaError> {
     let end = changelog.high_watermark().await?;
-    let mut offset = changelog.earliest_offset().await?;
+    let start = changelog.earliest_offset().await?;
     let mut contents = BTreeMap::new();
     let mut assembler = BatchAssembler::default();
-    while offset < end {
-        let (records, _) = changelog
-            .fetch(offset, READ_FETCH_BYTES, Duration::from_millis(100))
-            .await?;
-        let before = offset;
-        for record in records {
-            if record.offset < offset || record.offset >= end {
-                continue;
-            }
-            offset = record.offset + 1;
+    let mut range = fetcher::read_range(changelog.clone(), start, end, READ_FETCH_BYTES);
+    while let Some(records) = range.next().await {
+        for record in records? {
             let Ok(entry) = parse(record) else { continue };
             if let Some(batch) = assembler.push(entry) {
                 for (key, value) in batch.changes {
@@ -198,10 +193,6 @@ pub async fn read_committed(
                     };
                 }
             }
-        }
-        if offset == before {
-            // Nothing readable below the end (a truncated log): what was read is all.
-            break;
         }
     }
     Ok(contents)
