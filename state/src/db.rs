@@ -248,6 +248,14 @@ impl TaskDb {
         Ok(written)
     }
 
+    /// Writes `checkpoint` alone and flushes, so it is durable before anything is written
+    /// under it (a task's new epoch after a restore or a repair). The overlay must be
+    /// empty, as for [`apply_restored`](Self::apply_restored).
+    pub fn persist_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StateError> {
+        self.apply_restored(std::iter::empty(), checkpoint)?;
+        self.flush()
+    }
+
     /// Flushes the memtables of every store and the checkpoint, atomically, so a clean
     /// shutdown needs no replay. Not called on drop (RocksDB itself flushes on close).
     pub fn flush(&self) -> Result<(), StateError> {

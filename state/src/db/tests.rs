@@ -55,6 +55,19 @@ fn committed_state_survives_flush_and_reopen() -> TestResult {
 }
 
 #[test]
+fn a_persisted_checkpoint_is_read_back_after_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let (mut db, _, _) = open(dir.path())?;
+        db.persist_checkpoint(&checkpoint(12))?;
+        assert_eq!(db.checkpoint()?, Some(checkpoint(12)));
+    }
+    let (db, _, _) = open(dir.path())?;
+    assert_eq!(db.checkpoint()?, Some(checkpoint(12)));
+    Ok(())
+}
+
+#[test]
 fn committed_state_survives_close_without_flush() -> TestResult {
     let dir = tempfile::tempdir()?;
     {

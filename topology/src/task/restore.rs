@@ -206,10 +206,7 @@ pub(crate) async fn restore(
     let epoch = max_epoch + 1;
     checkpoint.set(EPOCH, i64::try_from(epoch).unwrap_or(i64::MAX));
     // The new epoch is made durable before anything is written under it.
-    blocking::run(|| {
-        db.apply_restored(std::iter::empty(), &checkpoint)?;
-        db.flush()
-    })?;
+    blocking::run(|| db.persist_checkpoint(&checkpoint))?;
     if records_read > 0 || !tails.is_empty() {
         tracing::info!(
             task,

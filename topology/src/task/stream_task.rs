@@ -588,12 +588,7 @@ impl StreamTask {
         let next_offsets = self.next_offsets(&BTreeMap::new());
         self.write_markers(&every_store, batch_id, &next_offsets, now_ms)
             .await?;
-        blocking::run(|| {
-            self.core
-                .db
-                .apply_restored(std::iter::empty(), &self.checkpoint)?;
-            self.core.db.flush()
-        })?;
+        blocking::run(|| self.core.db.persist_checkpoint(&self.checkpoint))?;
         self.batch_number = 1;
         Ok(())
     }
