@@ -210,14 +210,11 @@ impl KafkaAdmin {
             if ready {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(KafkaError::Timeout {
-                    api: "Metadata (waiting for created topics to have leaders)",
-                    broker: self.config.bootstrap_servers.join(","),
-                    timeout: self.config.request_timeout,
-                });
-            }
-            tokio::time::sleep(TOPIC_READY_POLL).await;
+            self.pause_until(
+                deadline,
+                "Metadata (waiting for created topics to have leaders)",
+            )
+            .await?;
         }
     }
 
@@ -394,15 +391,27 @@ impl KafkaAdmin {
             if !names.iter().any(|name| listed.contains(name)) {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(KafkaError::Timeout {
-                    api: "Metadata (waiting for deleted topics to be unlisted)",
-                    broker: self.config.bootstrap_servers.join(","),
-                    timeout: self.config.request_timeout,
-                });
-            }
-            tokio::time::sleep(TOPIC_READY_POLL).await;
+            self.pause_until(
+                deadline,
+                "Metadata (waiting for deleted topics to be unlisted)",
+            )
+            .await?;
         }
+    }
+
+    /// Between two looks at the cluster while waiting for `what`: a pause, or once
+    /// `deadline` (the request timeout from the start of the wait) has passed, the
+    /// timeout error.
+    async fn pause_until(&self, deadline: Instant, what: &'static str) -> Result<(), KafkaError> {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Timeout {
+                api: what,
+                broker: self.config.bootstrap_servers.join(","),
+                timeout: self.config.request_timeout,
+            });
+        }
+        tokio::time::sleep(TOPIC_READY_POLL).await;
+        Ok(())
     }
 
     async fn metadata_all(&self) -> Result<MetadataResponse, KafkaError> {
