@@ -240,14 +240,16 @@ pub fn unmeasured_rows(note: &str) -> Vec<Row> {
     .collect()
 }
 
+/// The name of one run, `orders-off-{round}` or `orders-events-{round}`: its cluster
+/// id's suffix and its work directory.
+fn run_name(output_topic: OutputTopic, round: usize) -> String {
+    format!("orders-{}-{round}", output_topic.label())
+}
+
 /// The cluster id of one run: `{cluster}-orders-off-{round}` or
 /// `{cluster}-orders-events-{round}`.
 pub fn cluster_id(config: &BenchConfig, output_topic: OutputTopic, round: usize) -> String {
-    format!(
-        "{}-orders-{}-{round}",
-        config.cluster_id,
-        output_topic.label()
-    )
+    format!("{}-{}", config.cluster_id, run_name(output_topic, round))
 }
 
 /// Runs `count` orders with the output topic off, then with `ALL_ENTITY_EVENTS`, in
@@ -277,9 +279,7 @@ async fn run_once(
     round: usize,
 ) -> anyhow::Result<OrdersRun> {
     let cluster = cluster_id(config, output_topic, round);
-    let work_dir = config
-        .work_dir
-        .join(format!("orders-{}-{round}", output_topic.label()));
+    let work_dir = config.work_dir.join(run_name(output_topic, round));
     let state = work_dir.join("state");
     if state.exists() {
         std::fs::remove_dir_all(&state).with_context(|| format!("emptying {}", state.display()))?;
