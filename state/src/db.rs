@@ -1,5 +1,6 @@
-//! [`TaskDb`]: one task's RocksDB instance with its named stores, the overlay of changes not
-//! yet committed, and the checkpoint written atomically with them. Point reads that miss
+//! [`TaskDb`]: one task's RocksDB instance with its named stores, the pending changes not
+//! yet committed (the open batch's overlay over the frozen ones of batches being
+//! committed), and the checkpoint written atomically with them. Point reads that miss
 //! the overlay go through the process's value cache ([`crate::value_cache`]).
 
 use std::collections::BTreeSet;
@@ -15,7 +16,7 @@ use rocksdb::{
 
 use crate::checkpoint::{CHECKPOINT_KEY, META_CF};
 use crate::error::{KeyDisplay, key_string};
-use crate::overlay::{Overlay, merge_live};
+use crate::overlay::{Overlay, Pending};
 use crate::reader::{self, ReaderSlot, TaskDbReader};
 use crate::value_cache::ValueCache;
 use crate::{Checkpoint, RecordState, StateError, StateResources};
@@ -37,15 +38,15 @@ pub struct StoreSizes {
     pub memtable_bytes: u64,
 }
 
-/// One task's state: a RocksDB instance with one column family per store, the overlay of
-/// changes made by finished records but not yet committed, and the checkpoint.
+/// One task's state: a RocksDB instance with one column family per store, the changes
+/// made by finished records but not yet committed, and the checkpoint.
 pub struct TaskDb {
     db: Arc<DB>,
     /// The same database as [`TaskDbReader`]s see it; emptied when this is dropped.
     readers: ReaderSlot,
     path: PathBuf,
     stores: Vec<String>,
-    pub(crate) overlay: Overlay,
+    pub(crate) pending: Pending,
     write_options: WriteOptions,
     /// The process's cache of committed values, and this database's generation in it.
     values: ValueCache,
@@ -115,7 +116,7 @@ impl TaskDb {
             db,
             path: path.to_owned(),
             stores: stores.iter().map(|s| (*s).to_owned()).collect(),
-            overlay: Overlay::new(stores.len()),
+            pending: Pending::new(stores.len()),
             write_options,
             values: resources.values.clone(),
             values_generation: ValueCache::new_generation(),
@@ -183,38 +184,67 @@ impl TaskDb {
         RecordState::new(self)
     }
 
-    /// Number of keys in the overlay (changed by finished records, not yet committed).
+    /// Number of pending entries (changed by finished records, not yet committed), over
+    /// the open layer and the frozen ones.
     pub fn pending_len(&self) -> usize {
-        self.overlay.len()
+        self.pending.len()
     }
 
-    /// Writes the overlay and the checkpoint in one `WriteBatch` and clears the overlay.
-    /// Returns the bytes of store keys and values written (the checkpoint is not counted, so
-    /// a batch that changed nothing returns 0). On error the overlay is kept.
-    pub fn commit_pending(&mut self, checkpoint: &Checkpoint) -> Result<u64, StateError> {
-        let mut batch = WriteBatch::default();
-        let mut written = 0u64;
-        for (store, entries) in self.overlay.stores() {
-            let cf = self.cf(StoreId(store))?;
-            for (key, value) in entries {
-                written += add_to_batch(&mut batch, cf, key, value.as_deref());
-            }
-        }
-        let entries = self.overlay.len();
-        self.write_with_checkpoint(batch, checkpoint, entries)?;
-        // RocksDB holds the values now: the next batch reads them from the cache.
-        for (store, entries) in self.overlay.drain() {
-            for (key, value) in entries {
-                self.values
-                    .insert(self.values_generation, store, key, value);
+    /// Number of frozen layers waiting for [`commit_oldest_frozen`](Self::commit_oldest_frozen).
+    pub fn frozen_layers(&self) -> usize {
+        self.pending.frozen_layers()
+    }
+
+    /// Closes the open batch's changes: they become the newest frozen layer, still read
+    /// by later records, and are written to RocksDB by
+    /// [`commit_oldest_frozen`](Self::commit_oldest_frozen) once their batch is durable
+    /// elsewhere. Later changes go to a new open layer.
+    pub fn freeze_pending(&mut self) {
+        self.pending.freeze();
+    }
+
+    /// Writes the oldest frozen layer and the checkpoint in one `WriteBatch`, then drops
+    /// the layer. Returns the bytes of store keys and values written (the checkpoint is
+    /// not counted, so a batch that changed nothing returns 0). An error, writing nothing,
+    /// when no layer is frozen; on a write error the layer is kept.
+    pub fn commit_oldest_frozen(&mut self, checkpoint: &Checkpoint) -> Result<u64, StateError> {
+        let layer = self
+            .pending
+            .oldest_frozen()
+            .ok_or_else(|| StateError::NothingFrozen {
+                path: self.path.clone(),
+            })?;
+        let written = self.write_layer(layer, checkpoint)?;
+        // RocksDB holds the values now: later reads that miss the newer layers find
+        // them in the cache.
+        if let Some(layer) = self.pending.pop_oldest_frozen() {
+            for (store, entries) in layer.into_stores() {
+                for (key, value) in entries {
+                    self.values
+                        .insert(self.values_generation, store, key, value);
+                }
             }
         }
         Ok(written)
     }
 
-    /// Drops the overlay (the batch will be reprocessed after a restart).
+    /// Writes every pending change, oldest layer first, and the checkpoint: freezes the
+    /// open layer and commits the frozen ones in order (all of them in one `WriteBatch`
+    /// when only the open layer was pending, the usual case). Returns the bytes of keys
+    /// and values written.
+    pub fn commit_pending(&mut self, checkpoint: &Checkpoint) -> Result<u64, StateError> {
+        self.freeze_pending();
+        let mut written = 0;
+        while self.frozen_layers() > 0 {
+            written += self.commit_oldest_frozen(checkpoint)?;
+        }
+        Ok(written)
+    }
+
+    /// Drops every pending change, frozen or not (their batches will be reprocessed
+    /// after a restart).
     pub fn discard_pending(&mut self) {
-        self.overlay.clear();
+        self.pending.clear();
     }
 
     /// Restore path: writes `changes` (`None` value = delete) and the checkpoint directly in
@@ -225,7 +255,7 @@ impl TaskDb {
         changes: impl IntoIterator<Item = (StoreId, Bytes, Option<Bytes>)>,
         checkpoint: &Checkpoint,
     ) -> Result<u64, StateError> {
-        let pending = self.overlay.len();
+        let pending = self.pending.len();
         if pending > 0 {
             return Err(StateError::PendingChanges {
                 path: self.path.clone(),
@@ -273,7 +303,8 @@ impl TaskDb {
             })
     }
 
-    /// The current value of `key`: the overlay first, then the value cache, then RocksDB.
+    /// The current value of `key`: the pending layers first (newest first), then the value
+    /// cache, then RocksDB.
     pub fn get_raw(&self, store: StoreId, key: &[u8]) -> Result<Option<Bytes>, StateError> {
         self.read(store, key, || Bytes::copy_from_slice(key))
             .map(|(value, _)| value)
@@ -288,7 +319,7 @@ impl TaskDb {
         key: &[u8],
         owned_key: impl FnOnce() -> Bytes,
     ) -> Result<(Option<Bytes>, ReadFrom), StateError> {
-        if let Some(pending) = self.overlay.get(store.0, key) {
+        if let Some(pending) = self.pending.get(store.0, key) {
             return Ok((pending.clone(), ReadFrom::Overlay));
         }
         if let Some(cached) = self.values.get(self.values_generation, store.0, key) {
@@ -305,7 +336,7 @@ impl TaskDb {
         Ok((stored, ReadFrom::RocksDb))
     }
 
-    /// Every live (key, value) of a store in key order, overlay merged.
+    /// Every live (key, value) of a store in key order, pending changes merged.
     pub fn scan_all(&self, store: StoreId) -> Result<Vec<(Bytes, Bytes)>, StateError> {
         self.read_live_range(store, &[], None, false)
     }
@@ -332,7 +363,7 @@ impl TaskDb {
     }
 
     /// Live entries of `store` with `lower <= key < upper` (no upper bound if `None`), in key
-    /// order, the overlay merged over RocksDB. `fill_cache: false` keeps a one-off full scan
+    /// order, the pending layers merged over RocksDB. `fill_cache: false` keeps a one-off full scan
     /// from evicting the working set.
     pub(crate) fn read_live_range(
         &self,
@@ -352,13 +383,30 @@ impl TaskDb {
             .db
             .iterator_cf_opt(cf, options, IteratorMode::From(lower, Direction::Forward))
             .map(|entry| entry.map(|(k, v)| (Bytes::from(k), Bytes::from(v))));
-        merge_live(stored, self.overlay.range(store.0, lower, upper)).map_err(|source| {
-            let range = match upper {
-                Some(upper) => format!("range [{}, {})", KeyDisplay(lower), KeyDisplay(upper)),
-                None => format!("range [{}, end)", KeyDisplay(lower)),
-            };
-            self.read_error(store, range, source)
-        })
+        self.pending
+            .merge_range(stored, store.0, lower, upper)
+            .map_err(|source| {
+                let range = match upper {
+                    Some(upper) => format!("range [{}, {})", KeyDisplay(lower), KeyDisplay(upper)),
+                    None => format!("range [{}, end)", KeyDisplay(lower)),
+                };
+                self.read_error(store, range, source)
+            })
+    }
+
+    /// Writes one layer and the checkpoint in one `WriteBatch`; the bytes of keys and
+    /// values written.
+    fn write_layer(&self, layer: &Overlay, checkpoint: &Checkpoint) -> Result<u64, StateError> {
+        let mut batch = WriteBatch::default();
+        let mut written = 0u64;
+        for (store, entries) in layer.stores() {
+            let cf = self.cf(StoreId(store))?;
+            for (key, value) in entries {
+                written += add_to_batch(&mut batch, cf, key, value.as_deref());
+            }
+        }
+        self.write_with_checkpoint(batch, checkpoint, layer.len())?;
+        Ok(written)
     }
 
     fn write_with_checkpoint(
@@ -419,7 +467,8 @@ impl fmt::Debug for TaskDb {
         f.debug_struct("TaskDb")
             .field("path", &self.path)
             .field("stores", &self.stores)
-            .field("pending", &self.overlay.len())
+            .field("pending", &self.pending.len())
+            .field("frozen_layers", &self.pending.frozen_layers())
             .finish_non_exhaustive()
     }
 }

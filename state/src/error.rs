@@ -56,6 +56,9 @@ pub enum StateError {
     /// Restored changes cannot be applied while processed changes are pending.
     #[error("state db {}: cannot apply restored changes with {pending} processed keys pending", path.display())]
     PendingChanges { path: PathBuf, pending: usize },
+    /// A frozen batch was to be committed but none is frozen (a bug in the caller).
+    #[error("state db {}: no frozen batch to commit", path.display())]
+    NothingFrozen { path: PathBuf },
     /// Reading the stored checkpoint failed.
     #[error("cannot read the checkpoint of state db {}: {source}", path.display())]
     ReadCheckpoint {

@@ -10,10 +10,13 @@
 //!   its original bytes, and [`RecordState::finish`] returns the [`ChangeSet`] (`changes`)
 //!   of keys whose bytes differ, moving them into the overlay (`overlay`), where later
 //!   records of the batch see them;
-//! - [`TaskDb::commit_pending`] writes the overlay and the [`Checkpoint`] (`checkpoint`) in
-//!   one RocksDB write batch once the runtime has the batch's output acknowledged;
-//! - reads that miss the overlay try the process's value cache (`value_cache`) of committed
-//!   values before RocksDB; commits update it.
+//! - [`TaskDb::freeze_pending`] closes a batch's overlay once the runtime has its outputs
+//!   acknowledged: later records read it as a frozen layer while its changelog writes are
+//!   in flight, and [`TaskDb::commit_oldest_frozen`] writes it and the [`Checkpoint`]
+//!   (`checkpoint`) in one RocksDB write batch once they are acknowledged
+//!   ([`TaskDb::commit_pending`] does both at once);
+//! - reads that miss every pending layer try the process's value cache (`value_cache`) of
+//!   committed values before RocksDB; commits update it.
 //!
 //! [`TaskDbReader`] (`reader`) reads a `TaskDb`'s committed state from other threads
 //! (queries), without holding the database open once its task closes it.

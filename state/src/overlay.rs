@@ -1,7 +1,9 @@
 //! The overlay: changes of finished records that are not yet committed to RocksDB, per store,
-//! and the merge of a stored key range with it.
+//! and the merge of a stored key range with it. [`Pending`] stacks the open batch's
+//! overlay on the frozen overlays of batches that are being committed, so the next
+//! batch is processed while an earlier one's changelog writes are in flight.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -38,14 +40,11 @@ impl Overlay {
         self.stores.iter_mut().for_each(BTreeMap::clear);
     }
 
-    /// Takes every pending entry, per store index, leaving the overlay empty.
-    pub(crate) fn drain(
-        &mut self,
+    /// Every entry, per store index.
+    pub(crate) fn into_stores(
+        self,
     ) -> impl Iterator<Item = (usize, BTreeMap<Bytes, Option<Bytes>>)> {
-        let emptied = (0..self.stores.len()).map(|_| BTreeMap::new()).collect();
-        std::mem::replace(&mut self.stores, emptied)
-            .into_iter()
-            .enumerate()
+        self.stores.into_iter().enumerate()
     }
 
     /// Pending entries per store index, each in key order.
@@ -61,6 +60,91 @@ impl Overlay {
         upper: Option<&[u8]>,
     ) -> impl Iterator<Item = (&'a Bytes, &'a Option<Bytes>)> {
         self.stores[store].range::<[u8], _>(key_bounds(lower, upper))
+    }
+}
+
+/// Every change not yet in RocksDB: the open batch's overlay over the frozen overlays
+/// of batches handed over for committing, which are written to RocksDB oldest first. A
+/// read sees the newest layer that knows the key.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    open: Overlay,
+    /// Oldest first.
+    frozen: VecDeque<Overlay>,
+}
+
+impl Pending {
+    pub(crate) fn new(stores: usize) -> Self {
+        Self {
+            open: Overlay::new(stores),
+            frozen: VecDeque::new(),
+        }
+    }
+
+    /// The pending state of `key` in the newest layer that knows it: `None` if none
+    /// does, `Some(None)` if it is deleted.
+    pub(crate) fn get(&self, store: usize, key: &[u8]) -> Option<&Option<Bytes>> {
+        self.open.get(store, key).or_else(|| {
+            self.frozen
+                .iter()
+                .rev()
+                .find_map(|layer| layer.get(store, key))
+        })
+    }
+
+    /// A finished record's change, into the open layer.
+    pub(crate) fn insert(&mut self, store: usize, key: Bytes, value: Option<Bytes>) {
+        self.open.insert(store, key, value);
+    }
+
+    /// Number of pending entries over all layers (a key changed by two batches counts
+    /// twice).
+    pub(crate) fn len(&self) -> usize {
+        self.open.len() + self.frozen.iter().map(Overlay::len).sum::<usize>()
+    }
+
+    pub(crate) fn frozen_layers(&self) -> usize {
+        self.frozen.len()
+    }
+
+    /// The open layer becomes the newest frozen one; later changes go to a new open layer.
+    pub(crate) fn freeze(&mut self) {
+        let stores = self.open.stores.len();
+        self.frozen
+            .push_back(std::mem::replace(&mut self.open, Overlay::new(stores)));
+    }
+
+    /// The oldest frozen layer, the next to be written to RocksDB.
+    pub(crate) fn oldest_frozen(&self) -> Option<&Overlay> {
+        self.frozen.front()
+    }
+
+    /// Removes the oldest frozen layer once RocksDB holds it.
+    pub(crate) fn pop_oldest_frozen(&mut self) -> Option<Overlay> {
+        self.frozen.pop_front()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.open.clear();
+        self.frozen.clear();
+    }
+
+    /// Merges stored entries of `store` in `[lower, upper)` (in key order) with every
+    /// layer, oldest first, so the newest change of each key wins.
+    pub(crate) fn merge_range<E>(
+        &self,
+        stored: impl Iterator<Item = Result<(Bytes, Bytes), E>>,
+        store: usize,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+    ) -> Result<Vec<(Bytes, Bytes)>, E> {
+        let mut layers = self.frozen.iter().chain([&self.open]);
+        let first = layers.next().unwrap_or(&self.open);
+        let mut merged = merge_live(stored, first.range(store, lower, upper))?;
+        for layer in layers {
+            merged = merge_live(merged.into_iter().map(Ok), layer.range(store, lower, upper))?;
+        }
+        Ok(merged)
     }
 }
 

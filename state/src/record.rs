@@ -173,7 +173,7 @@ impl RecordState<'_> {
         let changes = self.changes();
         for change in &changes {
             self.db
-                .overlay
+                .pending
                 .insert(change.store.0, change.key.clone(), change.value.clone());
         }
         Ok(changes)

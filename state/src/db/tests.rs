@@ -321,3 +321,105 @@ fn two_databases_sharing_the_value_cache_see_their_own_values() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn frozen_batches_are_read_by_later_records_and_committed_oldest_first() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, _) = open(dir.path())?;
+    let mut record = db.record();
+    record.put(a, b"k", &run("batch 1"));
+    record.finish()?;
+    db.freeze_pending();
+
+    let mut record = db.record();
+    assert_eq!(record.get(a, b"k")?, Some(run("batch 1")));
+    record.put(a, b"k", &run("batch 2"));
+    record.put(a, b"j", &run("batch 2"));
+    record.finish()?;
+    db.freeze_pending();
+    let mut record = db.record();
+    record.put(a, b"open", &run("batch 3"));
+    record.finish()?;
+    assert_eq!((db.frozen_layers(), db.pending_len()), (2, 4));
+
+    db.commit_oldest_frozen(&checkpoint(1))?;
+    assert_eq!(db.checkpoint()?, Some(checkpoint(1)));
+    assert_eq!(db.frozen_layers(), 1);
+    assert_eq!(db.get_raw(a, b"k")?, Some(encoded("batch 2")));
+    // What RocksDB holds: batch 1 only.
+    db.discard_pending();
+    assert_eq!(db.pending_len(), 0);
+    assert_eq!(db.get_raw(a, b"k")?, Some(encoded("batch 1")));
+    assert_eq!(db.get_raw(a, b"j")?, None);
+    assert_eq!(db.get_raw(a, b"open")?, None);
+    Ok(())
+}
+
+#[test]
+fn scans_merge_every_layer_newest_last() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, _) = open(dir.path())?;
+    let mut record = db.record();
+    record.put(a, b"a", &run("stored a"));
+    record.put(a, b"c", &run("stored c"));
+    record.finish()?;
+    db.commit_pending(&checkpoint(1))?;
+
+    let mut record = db.record();
+    record.put(a, b"b", &run("frozen b"));
+    record.delete(a, b"c");
+    record.finish()?;
+    db.freeze_pending();
+    let mut record = db.record();
+    record.put(a, b"c", &run("open c"));
+    record.put(a, b"d", &run("open d"));
+    record.delete(a, b"a");
+    record.finish()?;
+
+    let keys: Vec<(Bytes, Bytes)> = db.scan_all(a)?;
+    let expected: Vec<(Bytes, Bytes)> = [("b", "frozen b"), ("c", "open c"), ("d", "open d")]
+        .map(|(k, v)| (Bytes::from(k), encoded(v)))
+        .into();
+    assert_eq!(keys, expected);
+    Ok(())
+}
+
+#[test]
+fn commit_pending_writes_every_layer_in_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let (mut db, a, _) = open(dir.path())?;
+        let mut record = db.record();
+        record.put(a, b"k", &run("frozen"));
+        record.put(a, b"gone", &run("frozen"));
+        record.finish()?;
+        db.freeze_pending();
+        let mut record = db.record();
+        record.put(a, b"k", &run("open"));
+        record.delete(a, b"gone");
+        record.finish()?;
+        db.commit_pending(&checkpoint(2))?;
+        assert_eq!((db.frozen_layers(), db.pending_len()), (0, 0));
+    }
+    let (db, a, _) = open(dir.path())?;
+    assert_eq!(db.get_raw(a, b"k")?, Some(encoded("open")));
+    assert_eq!(db.get_raw(a, b"gone")?, None);
+    assert_eq!(db.checkpoint()?, Some(checkpoint(2)));
+    Ok(())
+}
+
+#[test]
+fn committing_a_frozen_batch_when_none_is_frozen_is_an_error() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut db, a, _) = open(dir.path())?;
+    let mut record = db.record();
+    record.put(a, b"k", &run("open"));
+    record.finish()?;
+    let result = db.commit_oldest_frozen(&checkpoint(1));
+    assert!(
+        matches!(result, Err(StateError::NothingFrozen { .. })),
+        "{result:?}"
+    );
+    assert_eq!((db.pending_len(), db.checkpoint()?), (1, None));
+    Ok(())
+}

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::error::RuntimeError;
 use crate::kafka::{KafkaError, Record, TopicPartition};
+use crate::metrics::TaskMetrics;
 use crate::task::collector::produce_all;
 
 /// How long a commit step keeps retrying an unreachable broker once shutdown is
@@ -18,6 +19,27 @@ const SHUTDOWN_COMMIT_GRACE: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What every commit step of one task retries with: its name, its metrics and its
+/// stop signal.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitRetries {
+    pub(crate) task: String,
+    pub(crate) metrics: TaskMetrics,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl CommitRetries {
+    /// A fresh retry state for step `what`.
+    pub(crate) fn step(&self, what: &'static str) -> CommitRetry {
+        CommitRetry::new(
+            &self.task,
+            what,
+            self.metrics.kafka_retries(what),
+            self.stop.clone(),
+        )
+    }
+}
 
 /// The retry state of one commit step of one task.
 #[derive(Debug)]

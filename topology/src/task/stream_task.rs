@@ -3,14 +3,14 @@
 //! ahead ([`crate::task::fetcher`]), process them into a batch, and commit the batch by
 //! the protocol in [`StreamTask::commit`] once it is caught up with its input, full, or
 //! old enough, parking the outputs of destinations that do not exist
-//! ([`crate::task::parked`]).
+//! ([`crate::task::parked`]). A batch's changelog writes go on behind the task
+//! ([`crate::task::changelog_writer`]) while it processes the next batch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weir_proto::CommitMarker;
 use weir_state::{Checkpoint, StateResources, StoreId, TaskDb};
 
 use crate::blocking;
@@ -22,8 +22,11 @@ use crate::kafka::{KafkaClient, KafkaError, Record, RecordAndOffset, TopicPartit
 use crate::metrics::{StoreSizeSampler, TaskMetrics};
 use crate::processor::{InputRecord, ProcessingError};
 use crate::state_dir;
+use crate::task::changelog_writer::{
+    self, ChangelogWriter, DurableBatch, FrozenBatch, MAX_BATCHES_IN_FLIGHT,
+};
 use crate::task::collector::{Destination, RecordCollector};
-use crate::task::commit_retry::{CommitRetry, produce_retrying};
+use crate::task::commit_retry::CommitRetries;
 use crate::task::core::{Batch, StampedOutput, TaskCore, TaskCoreParts};
 use crate::task::fetcher::{Fetched, Prefetcher, SourceFetch};
 use crate::task::parked::{self, ParkedOutputs, ParkingOutcome};
@@ -39,6 +42,14 @@ struct Source {
     topic: Arc<str>,
     /// Next offset to process (the fetch loop may have read further).
     position: i64,
+}
+
+/// What the task loop woke up for.
+enum Wake {
+    /// Records to process, or `None` when the wait ran out or a stop was asked for.
+    Fetched(Option<Fetched>),
+    /// The oldest batch handed to the changelog writer is durable (or failed).
+    Durable(Result<DurableBatch, RuntimeError>),
 }
 
 /// A task with Kafka I/O around its [`TaskCore`].
@@ -62,6 +73,7 @@ pub(crate) struct StreamTask {
     epoch: u64,
     batch_number: u64,
     stop: tokio::sync::watch::Receiver<bool>,
+    retries: CommitRetries,
     store_sizes: StoreSizeSampler,
 }
 
@@ -137,6 +149,11 @@ impl StreamTask {
             ..
         } = restored;
         let store_sizes = StoreSizeSampler::new(&id, &db);
+        let retries = CommitRetries {
+            task: id.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+        };
         let core = TaskCore::new(TaskCoreParts {
             partition,
             db,
@@ -164,6 +181,7 @@ impl StreamTask {
             epoch,
             batch_number: 0,
             stop,
+            retries,
             store_sizes,
         };
         if let Some(compensation) = compensation {
@@ -187,13 +205,21 @@ impl StreamTask {
     /// (which also fires due timers while the input is quiet).
     pub(crate) async fn run(mut self) -> Result<(), RuntimeError> {
         let mut prefetcher = Prefetcher::start(&self.id, std::mem::take(&mut self.fetches));
+        let mut writer = ChangelogWriter::start(self.retries.clone());
         let mut batch_started = Instant::now();
         // Fetched records a full batch left for the next one.
         let mut unprocessed: Option<Fetched> = None;
         loop {
+            while let Some(durable) = writer.try_durable() {
+                self.finish_commit(durable?)?;
+            }
             // A dropped runtime counts as a stop request.
             if *self.stop.borrow() || self.stop.has_changed().is_err() {
-                self.commit().await?;
+                self.commit(&mut writer).await?;
+                while writer.in_flight() > 0 {
+                    let durable = writer.durable().await?;
+                    self.finish_commit(durable)?;
+                }
                 blocking::run(|| self.core.db.flush())?;
                 tracing::info!(task = %self.id, "task stopped cleanly");
                 return Ok(());
@@ -208,12 +234,20 @@ impl StreamTask {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
-            let fetched = match unprocessed.take() {
-                Some(rest) => Some(rest),
+            let wake = match unprocessed.take() {
+                Some(rest) => Wake::Fetched(Some(rest)),
                 None => tokio::select! {
-                    fetched = prefetcher.next(wait) => fetched,
-                    _ = self.stop.changed() => None,
+                    durable = writer.durable() => Wake::Durable(durable),
+                    fetched = prefetcher.next(wait) => Wake::Fetched(fetched),
+                    _ = self.stop.changed() => Wake::Fetched(None),
                 },
+            };
+            let fetched = match wake {
+                Wake::Fetched(fetched) => fetched,
+                Wake::Durable(durable) => {
+                    self.finish_commit(durable?)?;
+                    continue;
+                }
             };
             let mut caught_up = false;
             if let Some(mut fetched) = fetched {
@@ -248,27 +282,30 @@ impl StreamTask {
                 || self.core.batch.records >= self.config.max_batch_records
                 || Instant::now() >= deadline
             {
-                self.commit().await?;
+                self.commit(&mut writer).await?;
                 self.store_sizes.sample_if_due(&self.core.db);
                 batch_started = Instant::now();
             }
         }
     }
 
-    /// Commits the open batch. The order is the invariant that makes state exactly-once
-    /// without broker transactions (ARCHITECTURE.md):
-    /// 1. produce every output record and await the acknowledgements, except those of
-    ///    a destination that does not exist (or has parked records): they are written
+    /// Commits the open batch, in three steps. Their order is the invariant that makes
+    /// state exactly-once without broker transactions (ARCHITECTURE.md):
+    /// 1. here: produce every output record and await the acknowledgements, except those
+    ///    of a destination that does not exist (or has parked records): they are written
     ///    to the parked store as changes of this batch; a parked destination that
-    ///    exists again is produced first, and its parked records deleted in this batch;
-    /// 2. produce the changelog records (changed keys, tombstones), at the same time as
-    ///    step 1, await them, then a commit marker per changed store carrying the next
-    ///    input offsets, await those;
-    /// 3. write the state changes, next input offsets and changelog positions to
+    ///    exists again is produced first, and its parked records deleted in this batch.
+    ///    Then the batch's changes are frozen and the batch handed to the changelog
+    ///    writer;
+    /// 2. the writer, while the task processes on: produce the changelog records
+    ///    (changed keys, tombstones), await them, then a commit marker per changed store
+    ///    carrying the next input offsets, await those;
+    /// 3. [`finish_commit`](Self::finish_commit), once the writer reports the batch
+    ///    durable: write its changes, next input offsets and changelog positions to
     ///    RocksDB in one WriteBatch.
     ///
     /// An input offset counts as processed only once step 3 has run for it.
-    async fn commit(&mut self) -> Result<(), RuntimeError> {
+    async fn commit(&mut self, writer: &mut ChangelogWriter) -> Result<(), RuntimeError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         self.core
             .fire_due_timers(now_ms)
@@ -279,75 +316,95 @@ impl StreamTask {
             return Ok(());
         }
         let started = Instant::now();
-        let outcome = match self.commit_batch(&mut batch, retry_parked).await {
-            Ok(outcome) => outcome,
+        while writer.in_flight() >= MAX_BATCHES_IN_FLIGHT {
+            let durable = writer.durable().await?;
+            self.finish_commit(durable)?;
+        }
+        match self
+            .deliver_and_freeze(&mut batch, retry_parked, started)
+            .await
+        {
+            Ok(frozen) => writer.submit(frozen).await,
             Err(error) => {
                 self.core.db.discard_pending();
-                return Err(error);
+                Err(error)
             }
-        };
-        if !outcome.is_empty() {
-            self.parked.apply(outcome);
         }
-        self.core
-            .metrics
-            .commit_latency
-            .record(started.elapsed().as_secs_f64());
-        self.core
-            .metrics
-            .commit_batch_records
-            .record(batch.records as f64);
-        Ok(())
     }
 
-    async fn commit_batch(
+    /// Step 1 of a commit: delivers the outputs, applies what that did to the parked
+    /// destinations, freezes the batch's changes (the parked store's included) and
+    /// returns the batch for the changelog writer.
+    async fn deliver_and_freeze(
         &mut self,
         batch: &mut Batch,
         retry_parked: bool,
-    ) -> Result<ParkingOutcome, RuntimeError> {
-        let batch_id = (self.epoch, self.batch_number);
-        let timestamp_ms = batch.last_timestamp_ms;
-
-        // 1. Outputs (deciding the parked store's changes) and the changelog records of
-        //    the batch's own changes, at once: both must be acknowledged before any marker.
+        started: Instant,
+    ) -> Result<FrozenBatch, RuntimeError> {
+        let id = (self.epoch, self.batch_number);
+        self.batch_number += 1;
         let outputs = group_outputs(std::mem::take(&mut batch.outputs));
+        let (outcome, parked_changes) = self.deliver(outputs, id, retry_parked).await?;
+        // Later batches park behind what this one parked, from now on: if this batch
+        // never becomes durable, the task stops and reloads its parked store.
+        if !outcome.is_empty() {
+            self.parked.apply(outcome);
+        }
         let mut by_store = StoreChanges::new();
         for ((store, key), value) in std::mem::take(&mut batch.changes) {
             by_store.entry(store).or_default().push((key, value));
         }
-        let mut changed: BTreeSet<StoreId> = by_store.keys().copied().collect();
-        let data = self.changelog_data(by_store, batch_id, timestamp_ms);
-        let data_retry = self.retry("produce changelog");
-        let (delivered, data_written) = tokio::join!(
-            self.deliver(outputs, batch_id, retry_parked),
-            produce_retrying(data_retry, &data),
-        );
-        let (outcome, parked_changes) = delivered?;
-        data_written?;
-
-        // 2. The parked store's changes, then a marker per changed store.
         if !parked_changes.is_empty() {
-            let store = self.parked.store();
-            changed.insert(store);
-            let parked = self.changelog_data(
-                StoreChanges::from([(store, parked_changes)]),
-                batch_id,
-                timestamp_ms,
-            );
-            produce_retrying(self.retry("produce changelog"), &parked).await?;
+            by_store
+                .entry(self.parked.store())
+                .or_default()
+                .extend(parked_changes);
         }
+        let changed = by_store
+            .keys()
+            .map(|store| (*store, self.changelogs[store].clone()))
+            .collect();
+        let data = self.changelog_data(by_store, id, batch.last_timestamp_ms);
         let next_offsets = self.next_offsets(&batch.next_offsets);
-        self.write_markers(&changed, batch_id, &next_offsets, timestamp_ms)
-            .await?;
+        self.core.db.freeze_pending();
+        Ok(FrozenBatch {
+            id,
+            data,
+            changed,
+            next_offsets,
+            timestamp_ms: batch.last_timestamp_ms,
+            started,
+            records: batch.records,
+        })
+    }
 
-        // 3. RocksDB: state, input offsets and changelog positions together.
-        for (topic, offset) in &next_offsets {
+    /// Step 3 of a commit: the oldest frozen batch is durable in its changelogs, so
+    /// RocksDB gets its changes with the checkpoint that says so.
+    fn finish_commit(&mut self, durable: DurableBatch) -> Result<(), RuntimeError> {
+        self.advance_checkpoint(&durable);
+        let bytes = self.core.db.commit_oldest_frozen(&self.checkpoint)?;
+        self.core.metrics.store_bytes_written.increment(bytes);
+        self.core
+            .metrics
+            .commit_latency
+            .record(durable.started.elapsed().as_secs_f64());
+        self.core
+            .metrics
+            .commit_batch_records
+            .record(durable.records as f64);
+        Ok(())
+    }
+
+    /// Moves the checkpoint to a durable batch: its next input offsets, and the
+    /// changelog positions after its markers.
+    fn advance_checkpoint(&mut self, durable: &DurableBatch) {
+        for (topic, offset) in &durable.next_offsets {
             self.checkpoint.set(restore::input_position(topic), *offset);
         }
-        let bytes = self.core.db.commit_pending(&self.checkpoint)?;
-        self.core.metrics.store_bytes_written.increment(bytes);
-        self.batch_number += 1;
-        Ok(outcome)
+        for (store, position) in &durable.changelog_positions {
+            let name = restore::changelog_position(self.core.store_name(*store));
+            self.checkpoint.set(name, *position);
+        }
     }
 
     /// The next input offset per source once the batch commits: what the batch
@@ -362,16 +419,6 @@ impl StreamTask {
             next_offsets.insert(topic.to_string(), offset);
         }
         next_offsets
-    }
-
-    /// Retries of commit step `what` of this task.
-    fn retry(&self, what: &'static str) -> CommitRetry {
-        CommitRetry::new(
-            &self.id,
-            what,
-            self.core.metrics.kafka_retries(what),
-            self.stop.clone(),
-        )
     }
 
     /// Step 1 of a commit: produces the batch's outputs and, when `retry_parked`, the
@@ -480,7 +527,7 @@ impl StreamTask {
     ) -> Result<BTreeMap<Destination, Result<(), KafkaError>>, RuntimeError> {
         let mut pending: BTreeSet<&Destination> = groups.keys().collect();
         let mut settled = BTreeMap::new();
-        let mut retry = self.retry("produce outputs");
+        let mut retry = self.retries.step("produce outputs");
         while !pending.is_empty() {
             let attempt: Vec<(&Destination, &[Record])> = groups
                 .iter()
@@ -531,47 +578,6 @@ impl StreamTask {
             .collect()
     }
 
-    /// Writes a commit marker to the changelog of each of `stores` (whose data is
-    /// acknowledged) and moves the checkpoint's changelog positions past them.
-    async fn write_markers(
-        &mut self,
-        stores: &BTreeSet<StoreId>,
-        batch_id: BatchId,
-        next_offsets: &BTreeMap<String, i64>,
-        timestamp_ms: i64,
-    ) -> Result<(), RuntimeError> {
-        if stores.is_empty() {
-            return Ok(());
-        }
-        let marker = CommitMarker {
-            next_input_offset: if next_offsets.len() == 1 {
-                next_offsets.values().next().copied().unwrap_or_default()
-            } else {
-                0
-            },
-            epoch: batch_id.0,
-            batch_number: batch_id.1,
-            next_input_offsets: next_offsets.clone(),
-        };
-        let markers: Vec<(TopicPartition, Vec<Record>)> = stores
-            .iter()
-            .map(|store| {
-                (
-                    self.changelogs[store].clone(),
-                    vec![changelog::marker_record(&marker, timestamp_ms)],
-                )
-            })
-            .collect();
-        let offsets = produce_retrying(self.retry("produce commit markers"), &markers).await?;
-        for (store, offsets) in stores.iter().zip(offsets) {
-            if let Some(offset) = offsets.last() {
-                let name = restore::changelog_position(self.core.store_name(*store));
-                self.checkpoint.set(name, offset + 1);
-            }
-        }
-        Ok(())
-    }
-
     /// After a restore found cut-short batches: writes the committed values of the
     /// abandoned keys back, then a marker of the new epoch to every store, and commits.
     async fn repair(
@@ -580,14 +586,23 @@ impl StreamTask {
     ) -> Result<(), RuntimeError> {
         let keys: usize = compensation.values().map(Vec::len).sum();
         tracing::warn!(task = %self.id, keys, epoch = self.epoch, "repairing changelog after an interrupted commit");
-        let batch_id = (self.epoch, 0);
+        let id = (self.epoch, 0);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let data = self.changelog_data(compensation, batch_id, now_ms);
-        produce_retrying(self.retry("produce changelog"), &data).await?;
-        let every_store: BTreeSet<StoreId> = self.changelogs.keys().copied().collect();
-        let next_offsets = self.next_offsets(&BTreeMap::new());
-        self.write_markers(&every_store, batch_id, &next_offsets, now_ms)
-            .await?;
+        let repair = FrozenBatch {
+            id,
+            data: self.changelog_data(compensation, id, now_ms),
+            changed: self
+                .changelogs
+                .iter()
+                .map(|(store, partition)| (*store, partition.clone()))
+                .collect(),
+            next_offsets: self.next_offsets(&BTreeMap::new()),
+            timestamp_ms: now_ms,
+            started: Instant::now(),
+            records: 0,
+        };
+        let durable = changelog_writer::write_batch(&self.retries, repair).await?;
+        self.advance_checkpoint(&durable);
         blocking::run(|| self.core.db.persist_checkpoint(&self.checkpoint))?;
         self.batch_number = 1;
         Ok(())
