@@ -4,14 +4,20 @@
 //! latency is the time a consumer first sees its output minus that timestamp: append,
 //! processing, the commit protocol and the output's acknowledgement, plus up to one
 //! produce round trip and one fetch (an upper bound, to the millisecond).
+//!
+//! Its limit is the same measurement through a raw forwarder at the same rate: the
+//! bare client fetching each partition (with the processor's fetch wait) and producing
+//! what it got to another topic, no state and no commit protocol, on topics of its own
+//! so the processor sees none of it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use weir_topology::kafka::{KafkaClient, Record, TopicPartition};
+use weir_topology::kafka::{KafkaAdmin, KafkaClient, Record, TopicPartition, TopicSpec};
 
+use super::keyed_count::PROCESSOR_FETCH_MAX_WAIT_MS;
 use super::report::{Row, Target, percentile};
 use super::{BenchConfig, PARTITIONS, input_record, input_topic, partition_of, partitions, rate};
 
@@ -39,30 +45,49 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// p50, p99 (target at most 50 ms) and p999 rows, and the offered rate against the
-    /// keyed-count maximum.
-    pub fn rows(&self) -> Vec<Row> {
-        let mut samples = self.samples_ms.clone();
-        let seen = samples.len();
+    /// One latency percentile, `None` with no sample.
+    pub fn percentile(&self, q: f64) -> Option<f64> {
+        percentile(&mut self.samples_ms.clone(), q)
+    }
+
+    /// p50, p99 (target at most 50 ms) and p999 rows, each against the raw forwarder's
+    /// figure at the same rate, and the offered rate against the keyed-count maximum.
+    pub fn rows(&self, raw: Option<&Latency>) -> Vec<Row> {
+        let seen = self.samples_ms.len();
         let mut rows = Vec::new();
         for (figure, q, target) in [
             ("p50", 0.5, Target::None),
             ("p99", 0.99, Target::AtMost(50.0)),
             ("p999", 0.999, Target::None),
         ] {
-            rows.push(match percentile(&mut samples, q) {
-                Some(ms) => Row::measured("latency", figure, ms, "ms").target(target),
-                None => {
+            let limit = raw.and_then(|raw| raw.percentile(q));
+            rows.push(match (self.percentile(q), limit) {
+                (Some(ms), Some(limit)) => Row::measured("latency", figure, ms, "ms")
+                    .against(&format!("raw forward {figure}"), limit)
+                    .target(target),
+                (Some(ms), None) => Row::measured("latency", figure, ms, "ms").target(target),
+                (None, _) => {
                     Row::not_measured("latency", figure, "ms", target).note("no output arrived")
                 }
             });
+        }
+        if let Some(raw) = raw {
+            rows.push(
+                Row::measured("latency", "raw forward offered records/s", raw.offered_rate, "rec/s")
+                    .note(format!(
+                        "the limit of the latency rows: {} records at {:.0} records/s asked through a forwarder of the bare client (fetch with a {PROCESSOR_FETCH_MAX_WAIT_MS} ms wait, produce, per partition) on topics of its own, timed the same way; {} outputs timed",
+                        raw.produced,
+                        raw.target_rate,
+                        raw.samples_ms.len()
+                    )),
+            );
         }
         rows.push(
             Row::measured("latency", "offered records/s", self.offered_rate, "rec/s")
                 .against("keyed-count max", self.target_rate * 2.0)
                 .note(format!(
-                    "{} records produced at {:.0} records/s asked, {seen} outputs timed from the input's timestamp to a consumer seeing the output; the processor's fetch wait (LHS_FETCH_MAX_WAIT_MS) {} ms",
-                    self.produced, self.target_rate, super::keyed_count::PROCESSOR_FETCH_MAX_WAIT_MS
+                    "{} records produced at {:.0} records/s asked, {seen} outputs timed from the input's timestamp to a consumer seeing the output; the processor's fetch wait (LHS_FETCH_MAX_WAIT_MS) {PROCESSOR_FETCH_MAX_WAIT_MS} ms",
+                    self.produced, self.target_rate
                 )),
         );
         rows
@@ -77,7 +102,75 @@ pub async fn run(
     target_rate: f64,
 ) -> anyhow::Result<Latency> {
     let output = crate::keyed_count::output_topic(&config.cluster_id);
-    let outputs = partitions(client, &output, PARTITIONS).await?;
+    measure(config, client, target_rate, &input_topic(config), &output).await
+}
+
+/// The limit of [`run`]: the same rate and timing through a raw forwarder, on
+/// `{cluster}_raw-forward-in` and `-out`.
+pub async fn run_raw_forward(
+    config: &BenchConfig,
+    client: &KafkaClient,
+    target_rate: f64,
+) -> anyhow::Result<Latency> {
+    let input = format!("{}_raw-forward-in", config.cluster_id);
+    let output = format!("{}_raw-forward-out", config.cluster_id);
+    KafkaAdmin::connect(&config.kafka)
+        .await?
+        .ensure_topics(&[
+            TopicSpec::new(&input, PARTITIONS, 1),
+            TopicSpec::new(&output, PARTITIONS, 1),
+        ])
+        .await?;
+    let mut forwarders = JoinSet::new();
+    for (from, to) in partitions(client, &input, PARTITIONS)
+        .await?
+        .into_iter()
+        .zip(partitions(client, &output, PARTITIONS).await?)
+    {
+        let start = from.high_watermark().await?;
+        forwarders.spawn(forward(from, to, start));
+    }
+    let measured = measure(config, client, target_rate, &input, &output).await;
+    forwarders.abort_all();
+    while let Some(done) = forwarders.join_next().await {
+        if let Ok(Err(error)) = done {
+            return Err(error.context("a raw forwarder failed"));
+        }
+    }
+    measured
+}
+
+/// Copies one partition from `start` to another as records arrive, until aborted.
+async fn forward(from: TopicPartition, to: TopicPartition, start: i64) -> anyhow::Result<()> {
+    let wait = Duration::from_millis(PROCESSOR_FETCH_MAX_WAIT_MS);
+    let mut next = start;
+    loop {
+        let (records, _) = from.fetch(next, 1024 * 1024, wait).await?;
+        let from_offset = next;
+        let batch: Vec<Record> = records
+            .into_iter()
+            .filter(|r| r.offset >= from_offset)
+            .map(|r| {
+                next = r.offset + 1;
+                r.record
+            })
+            .collect();
+        if !batch.is_empty() {
+            to.produce(batch).await?;
+        }
+    }
+}
+
+/// Produces `target_rate` records per second to `input` for the configured duration and
+/// times each one's arrival on `output`, partition by partition.
+async fn measure(
+    config: &BenchConfig,
+    client: &KafkaClient,
+    target_rate: f64,
+    input: &str,
+    output: &str,
+) -> anyhow::Result<Latency> {
+    let outputs = partitions(client, output, PARTITIONS).await?;
     let (expected_tx, expected) = watch::channel(None::<Vec<u64>>);
     let mut consumers = JoinSet::new();
     for partition in outputs {
@@ -85,8 +178,7 @@ pub async fn run(
         consumers.spawn(consume(partition, start, expected.clone()));
     }
 
-    let input = input_topic(config);
-    let inputs = partitions(client, &input, PARTITIONS).await?;
+    let inputs = partitions(client, input, PARTITIONS).await?;
     let mut produced_per_partition = vec![0_u64; inputs.len()];
     let mut sends = JoinSet::new();
     let mut next = config.records;
@@ -177,5 +269,50 @@ async fn consume(
                 return Ok(samples);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latency(samples_ms: Vec<f64>) -> Latency {
+        Latency {
+            target_rate: 1_000.0,
+            offered_rate: 990.0,
+            produced: 100,
+            samples_ms,
+        }
+    }
+
+    #[test]
+    fn each_percentile_stands_against_the_raw_forwarders() {
+        let weir = latency((1..=100).map(f64::from).collect());
+        let raw = latency((1..=100).map(|ms| f64::from(ms) / 10.0).collect());
+        let rows = weir.rows(Some(&raw));
+        let p99 = rows
+            .iter()
+            .find(|row| row.figure == "p99")
+            .expect("a p99 row");
+        assert_eq!(p99.value, Some(99.0));
+        assert_eq!(p99.baseline.as_ref().map(|b| b.value), Some(9.9));
+        assert_eq!(p99.target, Target::AtMost(50.0));
+        assert!(
+            rows.iter().any(
+                |row| row.figure == "raw forward offered records/s" && row.value == Some(990.0)
+            )
+        );
+
+        let alone = weir.rows(None);
+        assert!(
+            alone
+                .iter()
+                .all(|row| row.baseline.is_none() || row.figure == "offered records/s")
+        );
+        assert!(
+            !alone
+                .iter()
+                .any(|row| row.figure.starts_with("raw forward"))
+        );
     }
 }

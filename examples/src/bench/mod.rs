@@ -208,7 +208,10 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
                 "latency: {half:.0} records/s for {:?}",
                 config.latency_duration
             );
-            Some(latency::run(config, client, half).await)
+            let measured = latency::run(config, client, half).await;
+            eprintln!("latency: the same rate through a raw forwarder (its limit)");
+            let raw = latency::run_raw_forward(config, client, half).await;
+            Some((measured, raw))
         }
         Err(_) => None,
     };
@@ -225,8 +228,11 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
             )),
     );
 
-    let latency = latency.context("latency not run")??;
-    rows.extend(latency.rows());
+    let (latency, raw_forward) = latency.context("latency not run")?;
+    let raw_forward = raw_forward
+        .map_err(|error| eprintln!("latency: the raw forwarder failed: {error:#}"))
+        .ok();
+    rows.extend(latency?.rows(raw_forward.as_ref()));
 
     let keyed_count_rss = match peak_rss {
         Some(bytes) => Row::measured(

@@ -25,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The orders workload's workers run in this process: their warnings go to stderr.
+    weir_processor::lifecycle::init_logging("warn");
     // As in the processes it measures, so the raw limits get the same memory treatment.
     weir_processor::lifecycle::disable_transparent_huge_pages();
     let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
