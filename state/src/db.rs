@@ -3,7 +3,7 @@
 //! committed), and the checkpoint written atomically with them. Point reads that miss
 //! the overlay go through the process's value cache ([`crate::value_cache`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -198,9 +198,22 @@ impl TaskDb {
     /// Closes the open batch's changes: they become the newest frozen layer, still read
     /// by later records, and are written to RocksDB by
     /// [`commit_oldest_frozen`](Self::commit_oldest_frozen) once their batch is durable
-    /// elsewhere. Later changes go to a new open layer.
-    pub fn freeze_pending(&mut self) {
-        self.pending.freeze();
+    /// elsewhere. Later changes go to a new open layer. Returns the batch's changes
+    /// (last write per key, `None` a deletion) of every store it changed, in key order:
+    /// what its changelogs get.
+    pub fn freeze_pending(&mut self) -> BTreeMap<StoreId, Vec<(Bytes, Option<Bytes>)>> {
+        let frozen = self.pending.freeze();
+        frozen
+            .stores()
+            .filter(|(_, entries)| !entries.is_empty())
+            .map(|(store, entries)| {
+                let changes = entries
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                (StoreId(store), changes)
+            })
+            .collect()
     }
 
     /// Writes the oldest frozen layer and the checkpoint in one `WriteBatch`, then drops
@@ -217,12 +230,11 @@ impl TaskDb {
         let written = self.write_layer(layer, checkpoint)?;
         // RocksDB holds the values now: later reads that miss the newer layers find
         // them in the cache.
-        if let Some(layer) = self.pending.pop_oldest_frozen() {
-            for (store, entries) in layer.into_stores() {
-                for (key, value) in entries {
-                    self.values
-                        .insert(self.values_generation, store, key, value);
-                }
+        let layer = self.pending.pop_oldest_frozen().unwrap_or_default();
+        for (store, entries) in layer.into_stores() {
+            for (key, value) in entries {
+                self.values
+                    .insert(self.values_generation, store, key, value);
             }
         }
         Ok(written)

@@ -107,11 +107,13 @@ impl Pending {
         self.frozen.len()
     }
 
-    /// The open layer becomes the newest frozen one; later changes go to a new open layer.
-    pub(crate) fn freeze(&mut self) {
+    /// The open layer becomes the newest frozen one, returned; later changes go to a
+    /// new open layer.
+    pub(crate) fn freeze(&mut self) -> &Overlay {
         let stores = self.open.stores.len();
-        self.frozen
-            .push_back(std::mem::replace(&mut self.open, Overlay::new(stores)));
+        let frozen = std::mem::replace(&mut self.open, Overlay::new(stores));
+        self.frozen.push_back(frozen);
+        &self.frozen[self.frozen.len() - 1]
     }
 
     /// The oldest frozen layer, the next to be written to RocksDB.
@@ -138,9 +140,10 @@ impl Pending {
         lower: &[u8],
         upper: Option<&[u8]>,
     ) -> Result<Vec<(Bytes, Bytes)>, E> {
+        // The open layer is always last, so the chain is never empty.
         let mut layers = self.frozen.iter().chain([&self.open]);
-        let first = layers.next().unwrap_or(&self.open);
-        let mut merged = merge_live(stored, first.range(store, lower, upper))?;
+        let oldest = layers.next().unwrap_or(&self.open);
+        let mut merged = merge_live(stored, oldest.range(store, lower, upper))?;
         for layer in layers {
             merged = merge_live(merged.into_iter().map(Ok), layer.range(store, lower, upper))?;
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use weir_state::{Checkpoint, StateOptions, StateResources, StoreId, TaskDb};
+use weir_state::{Checkpoint, StateOptions, StateResources, TaskDb};
 
 use crate::error::RuntimeError;
 use crate::global::GlobalStores;
@@ -277,19 +277,15 @@ impl TopologyTestDriver {
         let cluster_id = self.cluster_id.clone();
         let core = self.task(key)?;
         let batch = core.take_batch();
-        let mut changes: Vec<(StoreId, String, Bytes, Option<Bytes>)> = Vec::new();
-        for ((store, k), v) in &batch.changes {
-            changes.push((
-                *store,
-                core.store_name(*store).to_owned(),
-                k.clone(),
-                v.clone(),
-            ));
+        let mut changes: Vec<(String, Bytes, Option<Bytes>)> = Vec::new();
+        for (store, entries) in core.db.freeze_pending() {
+            let name = core.store_name(store);
+            changes.extend(entries.into_iter().map(|(k, v)| (name.to_owned(), k, v)));
         }
-        core.db.commit_pending(&Checkpoint::default())?;
+        core.db.commit_oldest_frozen(&Checkpoint::default())?;
         self.outputs.extend(batch.outputs);
         let mut global_changes: BTreeMap<usize, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::new();
-        for (_, name, k, v) in changes {
+        for (name, k, v) in changes {
             self.changelog.push(ChangelogRecord {
                 topic: Topology::changelog_topic(&cluster_id, &name),
                 partition: key.1,

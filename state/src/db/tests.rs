@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::test_support::{TestResult, encoded, open, resources, run};
-use crate::{Checkpoint, StateError, TaskDb};
+use crate::{Checkpoint, StateError, StoreId, TaskDb};
 
 fn checkpoint(offset: i64) -> Checkpoint {
     let mut checkpoint = Checkpoint::default();
@@ -369,7 +369,18 @@ fn scans_merge_every_layer_newest_last() -> TestResult {
     record.put(a, b"b", &run("frozen b"));
     record.delete(a, b"c");
     record.finish()?;
-    db.freeze_pending();
+    let frozen = db.freeze_pending();
+    let expected_frozen: BTreeMap<StoreId, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::from([(
+        a,
+        vec![
+            (Bytes::from("b"), Some(encoded("frozen b"))),
+            (Bytes::from("c"), None),
+        ],
+    )]);
+    assert_eq!(
+        frozen, expected_frozen,
+        "only the changed store, in key order"
+    );
     let mut record = db.record();
     record.put(a, b"c", &run("open c"));
     record.put(a, b"d", &run("open d"));

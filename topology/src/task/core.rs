@@ -1,6 +1,7 @@
 //! A task's processing without any I/O: run the processor on one record inside a
-//! change-tracking scope, and add what it did (changes, stamped outputs, dead letters)
-//! to the open batch. The Kafka task and the test driver both drive this.
+//! change-tracking scope, and add what it did to the open batch: its changes to the
+//! `TaskDb`'s open layer (which the commit freezes and changelogs), its stamped outputs
+//! and dead letters to [`Batch`]. The Kafka task and the test driver both drive this.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -37,8 +38,6 @@ pub struct StampedOutput {
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub(crate) outputs: Vec<StampedOutput>,
-    /// The batch's state changes, last write per key (the batch commits as a unit).
-    pub(crate) changes: BTreeMap<(StoreId, Bytes), Option<Bytes>>,
     /// Next offset to read per source topic, once this batch commits.
     pub(crate) next_offsets: BTreeMap<Arc<str>, i64>,
     pub(crate) records: u64,
@@ -47,7 +46,8 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn is_empty(&self) -> bool {
-        self.records == 0 && self.outputs.is_empty() && self.changes.is_empty()
+        // Every change comes from a record, or from a fired timer, which has an output.
+        self.records == 0 && self.outputs.is_empty()
     }
 }
 
@@ -183,12 +183,7 @@ impl TaskCore {
             .store_value_cache_hits
             .increment(ctx.state.value_cache_hits());
         self.metrics.store_puts.increment(ctx.state.writes());
-        let changes = ctx.state.finish()?;
-        for change in changes.into_vec() {
-            self.batch
-                .changes
-                .insert((change.store, change.key), change.value);
-        }
+        ctx.state.finish()?;
         if !outputs.is_empty() {
             // Formatted only for records that forward something.
             let position = record.position();
@@ -283,11 +278,7 @@ impl TaskCore {
             });
             fired += 1;
         }
-        for change in state.finish()?.into_vec() {
-            self.batch
-                .changes
-                .insert((change.store, change.key), change.value);
-        }
+        state.finish()?;
         self.metrics
             .timers_fired
             .increment(u64::try_from(fired).unwrap_or_default());

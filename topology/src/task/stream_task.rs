@@ -216,10 +216,7 @@ impl StreamTask {
             // A dropped runtime counts as a stop request.
             if *self.stop.borrow() || self.stop.has_changed().is_err() {
                 self.commit(&mut writer).await?;
-                while writer.in_flight() > 0 {
-                    let durable = writer.durable().await?;
-                    self.finish_commit(durable)?;
-                }
+                self.finish_commits_until(&mut writer, 0).await?;
                 blocking::run(|| self.core.db.flush())?;
                 tracing::info!(task = %self.id, "task stopped cleanly");
                 return Ok(());
@@ -316,10 +313,8 @@ impl StreamTask {
             return Ok(());
         }
         let started = Instant::now();
-        while writer.in_flight() >= MAX_BATCHES_IN_FLIGHT {
-            let durable = writer.durable().await?;
-            self.finish_commit(durable)?;
-        }
+        self.finish_commits_until(writer, MAX_BATCHES_IN_FLIGHT - 1)
+            .await?;
         match self
             .deliver_and_freeze(&mut batch, retry_parked, started)
             .await
@@ -344,29 +339,20 @@ impl StreamTask {
         let id = (self.epoch, self.batch_number);
         self.batch_number += 1;
         let outputs = group_outputs(std::mem::take(&mut batch.outputs));
-        let (outcome, parked_changes) = self.deliver(outputs, id, retry_parked).await?;
+        let outcome = self.deliver(outputs, id, retry_parked).await?;
         // Later batches park behind what this one parked, from now on: if this batch
         // never becomes durable, the task stops and reloads its parked store.
         if !outcome.is_empty() {
             self.parked.apply(outcome);
         }
-        let mut by_store = StoreChanges::new();
-        for ((store, key), value) in std::mem::take(&mut batch.changes) {
-            by_store.entry(store).or_default().push((key, value));
-        }
-        if !parked_changes.is_empty() {
-            by_store
-                .entry(self.parked.store())
-                .or_default()
-                .extend(parked_changes);
-        }
+        // The batch's changes: its records', its timers' and the parked store's.
+        let by_store = self.core.db.freeze_pending();
         let changed = by_store
             .keys()
             .map(|store| (*store, self.changelogs[store].clone()))
             .collect();
         let data = self.changelog_data(by_store, id, batch.last_timestamp_ms);
         let next_offsets = self.next_offsets(&batch.next_offsets);
-        self.core.db.freeze_pending();
         Ok(FrozenBatch {
             id,
             data,
@@ -376,6 +362,20 @@ impl StreamTask {
             started,
             records: batch.records,
         })
+    }
+
+    /// Waits for the writer's oldest batches to become durable and finishes them until
+    /// at most `in_flight` are left.
+    async fn finish_commits_until(
+        &mut self,
+        writer: &mut ChangelogWriter,
+        in_flight: usize,
+    ) -> Result<(), RuntimeError> {
+        while writer.in_flight() > in_flight {
+            let durable = writer.durable().await?;
+            self.finish_commit(durable)?;
+        }
+        Ok(())
     }
 
     /// Step 3 of a commit: the oldest frozen batch is durable in its changelogs, so
@@ -424,14 +424,14 @@ impl StreamTask {
     /// Step 1 of a commit: produces the batch's outputs and, when `retry_parked`, the
     /// records of parked destinations that exist again (before their new records). The
     /// records of a destination that does not exist, or is still parked, are parked
-    /// behind the older ones. Returns what changed for the parked destinations and the
-    /// parked store's changes, which the caller commits with the batch.
+    /// behind the older ones. The parked store's changes go to the batch's open layer;
+    /// returns what changed for the parked destinations.
     async fn deliver(
         &mut self,
         outputs: BTreeMap<Destination, Vec<Record>>,
         batch_id: BatchId,
         retry_parked: bool,
-    ) -> Result<(ParkingOutcome, Vec<(Bytes, Option<Bytes>)>), RuntimeError> {
+    ) -> Result<ParkingOutcome, RuntimeError> {
         let mut sends: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
         // Keys of the parked records at the front of `sends`, per draining destination.
         let mut draining: BTreeMap<Destination, Vec<Bytes>> = BTreeMap::new();
@@ -507,13 +507,8 @@ impl StreamTask {
                 .parked
                 .insert(destination, (records.len() as u64, first_error));
         }
-        let changes = state
-            .finish()?
-            .into_vec()
-            .into_iter()
-            .map(|change| (change.key, change.value))
-            .collect();
-        Ok((outcome, changes))
+        state.finish()?;
+        Ok(outcome)
     }
 
     /// Produces every group, each destination on its own: a destination that does not
