@@ -19,8 +19,12 @@ use weir_topology::kafka::{KafkaAdmin, KafkaClient, Record, TopicPartition, Topi
 
 use super::keyed_count::PROCESSOR_FETCH_MAX_WAIT_MS;
 use super::report::{Row, Target, percentile};
-use super::{BenchConfig, PARTITIONS, input_record, input_topic, partition_of, partitions, rate};
+use super::{
+    BenchConfig, PARTITIONS, fetch_from, input_record, input_topic, partition_of, partitions, rate,
+};
 
+/// Bytes asked for in one fetch.
+const FETCH_BYTES: i32 = 1024 * 1024;
 /// How often the producer sends what is due.
 const TICK: Duration = Duration::from_millis(10);
 /// The consumer's fetch wait: short, because a broker that polls for new records
@@ -145,15 +149,10 @@ async fn forward(from: TopicPartition, to: TopicPartition, start: i64) -> anyhow
     let wait = Duration::from_millis(PROCESSOR_FETCH_MAX_WAIT_MS);
     let mut next = start;
     loop {
-        let (records, _) = from.fetch(next, 1024 * 1024, wait).await?;
-        let from_offset = next;
-        let batch: Vec<Record> = records
+        let batch: Vec<Record> = fetch_from(&from, &mut next, FETCH_BYTES, wait)
+            .await?
             .into_iter()
-            .filter(|r| r.offset >= from_offset)
-            .map(|r| {
-                next = r.offset + 1;
-                r.record
-            })
+            .map(|r| r.record)
             .collect();
         if !batch.is_empty() {
             to.produce(batch).await?;
@@ -239,13 +238,9 @@ async fn consume(
     let mut next = start;
     let mut drain_deadline = None;
     loop {
-        let (records, _) = partition
-            .fetch(next, 1024 * 1024, CONSUMER_FETCH_WAIT)
-            .await?;
+        let records = fetch_from(&partition, &mut next, FETCH_BYTES, CONSUMER_FETCH_WAIT).await?;
         let now = chrono::Utc::now();
-        let from_offset = next;
-        for record in records.into_iter().filter(|r| r.offset >= from_offset) {
-            next = record.offset + 1;
+        for record in records {
             let waited = now - record.record.timestamp;
             // Microseconds of one record's latency, far below 2^53.
             #[allow(clippy::cast_precision_loss)]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::task::JoinSet;
 use weir_topology::kafka::{
-    KafkaAdmin, KafkaClient, KafkaConfig, Record, TopicPartition, TopicSpec,
+    KafkaAdmin, KafkaClient, KafkaConfig, Record, RecordAndOffset, TopicPartition, TopicSpec,
 };
 
 use report::{Report, Row, Target};
@@ -116,6 +116,24 @@ pub async fn partitions(
         handles.push(client.partition(topic, partition).await?);
     }
     Ok(handles)
+}
+
+/// Fetches one partition from `*next`, waiting up to `wait` for records, and returns
+/// those at or after it (a compressed batch may start before), moving `*next` past the
+/// last one.
+pub async fn fetch_from(
+    partition: &TopicPartition,
+    next: &mut i64,
+    max_bytes: i32,
+    wait: Duration,
+) -> anyhow::Result<Vec<RecordAndOffset>> {
+    let (records, _) = partition.fetch(*next, max_bytes, wait).await?;
+    let from = *next;
+    let records: Vec<RecordAndOffset> = records.into_iter().filter(|r| r.offset >= from).collect();
+    if let Some(last) = records.last() {
+        *next = last.offset + 1;
+    }
+    Ok(records)
 }
 
 /// The sum of the partitions' high watermarks (read from fetches, which every broker

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use weir_topology::kafka::{KafkaAdmin, KafkaClient, Record, TopicPartition, TopicSpec};
 
-use super::{BenchConfig, PARTITIONS, input_topic, rate};
+use super::{BenchConfig, PARTITIONS, fetch_from, input_topic, rate};
 
 /// Bytes asked for in one fetch.
 const FETCH_BYTES: i32 = 1024 * 1024;
@@ -69,18 +69,13 @@ async fn copy_partition(
     let fetcher = tokio::spawn(async move {
         let mut next = start;
         while next < end {
-            let (records, _) = from
-                .fetch(next, FETCH_BYTES, Duration::from_millis(100))
-                .await?;
-            let from_offset = next;
-            let batch: Vec<Record> = records
-                .into_iter()
-                .filter(|r| r.offset >= from_offset && r.offset < end)
-                .map(|r| {
-                    next = r.offset + 1;
-                    r.record
-                })
-                .collect();
+            let batch: Vec<Record> =
+                fetch_from(&from, &mut next, FETCH_BYTES, Duration::from_millis(100))
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.offset < end)
+                    .map(|r| r.record)
+                    .collect();
             if !batch.is_empty() && batches.send(batch).await.is_err() {
                 break;
             }
