@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_state::StateOptions;
-use weir_topology::kafka::KafkaConfig;
+use weir_topology::kafka::{KafkaConfig, ProduceCompression};
 use weir_topology::{RuntimeConfig, StaticAssignor};
 
 use crate::topics::is_valid_name;
@@ -44,6 +44,9 @@ pub struct WeirConfig {
     /// `LHS_FETCH_MAX_WAIT_MS`: how long an input fetch may wait at the broker while
     /// its partition has nothing new.
     pub fetch_max_wait: Duration,
+    /// `LHS_PRODUCE_COMPRESSION`: how produced record batches are compressed (`none`,
+    /// `lz4` or `zstd`).
+    pub compression: ProduceCompression,
     /// The memory every store of the process shares: `LHS_ROCKSDB_TOTAL_BLOCK_CACHE_BYTES`
     /// (block cache), `LHS_ROCKSDB_TOTAL_MEMTABLE_BYTES` (memtables together) and
     /// `LHS_STATE_VALUE_CACHE_BYTES` (committed values; 0 turns it off).
@@ -112,6 +115,12 @@ impl WeirConfig {
             "LHS_FETCH_MAX_WAIT_MS",
             50,
             "a positive number of milliseconds",
+        )?;
+        let compression = parse(
+            &lookup,
+            "LHS_PRODUCE_COMPRESSION",
+            ProduceCompression::default(),
+            ProduceCompression::NAMES,
         )?;
         let defaults = StateOptions::default();
         let state = StateOptions {
@@ -223,6 +232,7 @@ impl WeirConfig {
             commit_interval: Duration::from_millis(commit_interval_ms.max(1)),
             max_batch_records,
             fetch_max_wait: Duration::from_millis(fetch_max_wait_ms),
+            compression,
             state,
             instance_id,
             instance_count,
@@ -239,6 +249,7 @@ impl WeirConfig {
         KafkaConfig::new(&self.bootstrap_servers)
             .with_client_id(format!("weir-{}", self.cluster_id))
             .with_connect_timeout(self.connect_timeout)
+            .with_compression(self.compression)
     }
 
     /// Runtime settings derived from this configuration.
@@ -368,6 +379,7 @@ mod tests {
         assert_eq!(config.runtime().max_batch_records, 10_000);
         assert_eq!(config.runtime().fetch_max_wait, Duration::from_millis(50));
         assert_eq!(config.runtime().state, StateOptions::default());
+        assert_eq!(config.kafka().compression, ProduceCompression::None);
         Ok(())
     }
 
@@ -421,6 +433,7 @@ mod tests {
             ("LHS_STATE_DIR", "/var/lib/weir"),
             ("LHS_COMMIT_INTERVAL_MS", "250"),
             ("LHS_FETCH_MAX_WAIT_MS", "10"),
+            ("LHS_PRODUCE_COMPRESSION", "zstd"),
             ("LHS_INSTANCE_ID", "2"),
             ("LHS_INSTANCE_COUNT", "3"),
             ("LHS_SHOULD_CREATE_TOPICS", "false"),
@@ -435,6 +448,7 @@ mod tests {
         assert_eq!(config.kafka().client_id, "weir-prod-eu");
         assert_eq!(config.replication_factor, 3);
         assert_eq!(config.connect_timeout, Duration::from_millis(2500));
+        assert_eq!(config.kafka().compression, ProduceCompression::Zstd);
         Ok(())
     }
 
@@ -511,5 +525,12 @@ mod tests {
         assert!(load(&[("LHS_INSTANCE_COUNT", "0")]).is_err());
         assert!(load(&[("LHS_FETCH_MAX_WAIT_MS", "0")]).is_err());
         assert!(load(&[("LHS_SHOULD_CREATE_TOPICS", "maybe")]).is_err());
+        let err = load(&[("LHS_PRODUCE_COMPRESSION", "snappy")])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("LHS_PRODUCE_COMPRESSION must be none, lz4 or zstd, but it is \"snappy\"")
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Workload 1, raw-copy: the input copied to another topic with the bare Kafka client
-//! (rskafka through weir's thin per-partition handle, lz4 like the runtime): fetch,
+//! (rskafka through weir's thin per-partition handle, compressed as the runtime is): fetch,
 //! produce, await the acknowledgement, every partition at once, the next fetch already
 //! under way while a batch is produced. No state and no commit protocol, so its
 //! records/s is the ceiling for any processor that reads once and writes once.

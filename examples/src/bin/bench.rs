@@ -4,6 +4,7 @@
 //!
 //! Settings from the environment: `QUICK=1` (a smaller run, a minute or two),
 //! `BENCH_RECORDS` (input records; default 1,000,000, or 300,000 with `QUICK`),
+//! `LHS_PRODUCE_COMPRESSION` (for every process of the run, the raw limits included),
 //! `BENCH_LATENCY_SECONDS` (default 30, or 15 with `QUICK`), `BENCH_ORDERS` (WfRuns per
 //! orders run; default 5,000, or 500 with `QUICK`), `BENCH_RESTORE_KEYS` (default
 //! 1,000,000, or 250,000 with `QUICK`), `BENCH_OUTPUT` (the JSON file; default
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use weir_examples::bench::{self, BenchConfig};
-use weir_topology::kafka::KafkaConfig;
+use weir_topology::kafka::{KafkaConfig, ProduceCompression};
 
 /// mimalloc for every allocation of this process (why: the workspace Cargo.toml).
 #[global_allocator]
@@ -59,8 +60,17 @@ async fn main() -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
+    // The processes it starts read the same variable, so the raw limits compress as they do.
+    let compression: ProduceCompression = match std::env::var("LHS_PRODUCE_COMPRESSION") {
+        Ok(name) => name
+            .parse()
+            .map_err(|error| anyhow::anyhow!("LHS_PRODUCE_COMPRESSION: {error}"))?,
+        Err(_) => ProduceCompression::default(),
+    };
     let config = BenchConfig {
-        kafka: KafkaConfig::new(&bootstrap).with_client_id("weir-bench"),
+        kafka: KafkaConfig::new(&bootstrap)
+            .with_client_id("weir-bench")
+            .with_compression(compression),
         cluster_id: format!("bench-{millis}"),
         records,
         latency_duration: Duration::from_secs(latency_seconds),
@@ -73,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         quick,
     };
     eprintln!(
-        "weir bench: {profile} build ({}), broker {bootstrap}, {records} records, {orders} orders, {restore_keys} restore keys{}",
+        "weir bench: {profile} build ({}), broker {bootstrap}, {compression} compression, {records} records, {orders} orders, {restore_keys} restore keys{}",
         binary_dir.display(),
         if cfg!(debug_assertions) {
             "; an unoptimized build measures the compiler's debug code more than weir (`make bench` measures the bench-opt build)"

@@ -1,6 +1,8 @@
 //! The data-path client: connection settings, and per-partition produce and fetch on top
 //! of rskafka, with errors that name the topic and partition.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,61 @@ pub struct KafkaConfig {
     pub connect_timeout: Duration,
     /// How long one request, or one retried operation, may take.
     pub request_timeout: Duration,
+    /// How produced record batches are compressed.
+    pub compression: ProduceCompression,
+}
+
+/// How weir compresses the record batches it produces (Kafka's `compression.type`).
+/// Compression trades CPU, on the producer and on a broker that validates batches, for
+/// bytes on the network and on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProduceCompression {
+    /// Uncompressed, as Kafka's producer defaults to: the least CPU on both sides.
+    #[default]
+    None,
+    /// LZ4: fast, about half the bytes for text-like records.
+    Lz4,
+    /// Zstandard: the fewest bytes, the most CPU.
+    Zstd,
+}
+
+impl ProduceCompression {
+    /// The names [`FromStr`] accepts, for error messages.
+    pub const NAMES: &'static str = "none, lz4 or zstd";
+
+    fn to_rskafka(self) -> Compression {
+        match self {
+            Self::None => Compression::NoCompression,
+            Self::Lz4 => Compression::Lz4,
+            Self::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+impl FromStr for ProduceCompression {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "lz4" => Ok(Self::Lz4),
+            "zstd" => Ok(Self::Zstd),
+            other => Err(format!(
+                "unknown compression {other:?}: use {}",
+                Self::NAMES
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ProduceCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        })
+    }
 }
 
 impl KafkaConfig {
@@ -42,7 +99,14 @@ impl KafkaConfig {
             client_id: "weir".to_owned(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            compression: ProduceCompression::default(),
         }
+    }
+
+    /// The same settings with another produce compression.
+    pub fn with_compression(mut self, compression: ProduceCompression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// The same settings with another client id.
@@ -62,6 +126,7 @@ impl KafkaConfig {
 #[derive(Debug, Clone)]
 pub struct KafkaClient {
     client: Arc<Client>,
+    compression: ProduceCompression,
 }
 
 impl KafkaClient {
@@ -89,6 +154,7 @@ impl KafkaClient {
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(Self {
             client: Arc::new(client),
+            compression: config.compression,
         })
     }
 
@@ -146,6 +212,7 @@ impl KafkaClient {
             })?;
         Ok(TopicPartition {
             client: Arc::new(client),
+            compression: self.compression,
         })
     }
 }
@@ -154,6 +221,7 @@ impl KafkaClient {
 #[derive(Debug, Clone)]
 pub struct TopicPartition {
     client: Arc<PartitionClient>,
+    compression: ProduceCompression,
 }
 
 impl TopicPartition {
@@ -167,11 +235,11 @@ impl TopicPartition {
         self.client.partition()
     }
 
-    /// Appends `records` in one request (lz4-compressed) and returns their offsets once
-    /// the broker has acknowledged them.
+    /// Appends `records` in one request (compressed as the client's configuration says)
+    /// and returns their offsets once the broker has acknowledged them.
     pub async fn produce(&self, records: Vec<Record>) -> Result<Vec<i64>, KafkaError> {
         self.client
-            .produce(records, Compression::Lz4)
+            .produce(records, self.compression.to_rskafka())
             .await
             .map_err(|source| self.error("produce to", source))
     }
@@ -227,5 +295,26 @@ mod tests {
     fn bootstrap_list_is_split_and_trimmed() {
         let config = KafkaConfig::new(" a:1, b:2 ,,");
         assert_eq!(config.bootstrap_servers, vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn compression_names_round_trip_and_unknown_ones_are_refused() {
+        for compression in [
+            ProduceCompression::None,
+            ProduceCompression::Lz4,
+            ProduceCompression::Zstd,
+        ] {
+            assert_eq!(compression.to_string().parse(), Ok(compression));
+        }
+        assert_eq!(" LZ4 ".parse(), Ok(ProduceCompression::Lz4));
+        assert_eq!(
+            KafkaConfig::new("a:1").compression,
+            ProduceCompression::None
+        );
+        let refused = "snappy".parse::<ProduceCompression>();
+        assert!(
+            matches!(&refused, Err(error) if error.contains("none, lz4 or zstd")),
+            "{refused:?}"
+        );
     }
 }

@@ -14,6 +14,6 @@ mod groups;
 
 pub use admin::{CreateOutcome, KafkaAdmin, PartitionInfo, TopicDescription, TopicSpec};
 pub use batching::BatchingProducer;
-pub use client::{KafkaClient, KafkaConfig, TopicPartition};
+pub use client::{KafkaClient, KafkaConfig, ProduceCompression, TopicPartition};
 pub use error::KafkaError;
 pub use rskafka::record::{Record, RecordAndOffset};
