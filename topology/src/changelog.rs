@@ -17,6 +17,7 @@ use prost::Message;
 use weir_proto::CommitMarker;
 
 use crate::kafka::{KafkaError, Record, RecordAndOffset, TopicPartition};
+use crate::task::collector::ToRecord;
 use crate::task::fetcher;
 
 /// Key of every commit marker; a NUL first byte keeps it apart from store keys in
@@ -43,15 +44,43 @@ pub(crate) enum ChangelogEntry {
 /// The Kafka record of one changed key (`None`: a delete) in batch `batch`. Public for
 /// tools that seed a changelog, like the bench; a batch is only applied once its
 /// [`marker_record`] follows.
-pub fn data_record(key: Bytes, value: Option<Bytes>, batch: BatchId, timestamp_ms: i64) -> Record {
+pub fn data_record(key: &[u8], value: Option<&[u8]>, batch: BatchId, timestamp_ms: i64) -> Record {
     Record {
         key: Some(key.to_vec()),
-        value: value.map(|v| v.to_vec()),
+        value: value.map(<[u8]>::to_vec),
         headers: BTreeMap::from([
             (EPOCH_HEADER.to_owned(), batch.0.to_be_bytes().to_vec()),
             (BATCH_HEADER.to_owned(), batch.1.to_be_bytes().to_vec()),
         ]),
         timestamp: timestamp(timestamp_ms),
+    }
+}
+
+/// One changed key of a committing batch, kept as the batch's frozen changes hold it
+/// until a produce request is built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangedKey {
+    pub(crate) key: Bytes,
+    /// `None`: a delete (a tombstone in the changelog).
+    pub(crate) value: Option<Bytes>,
+    pub(crate) batch: BatchId,
+    pub(crate) timestamp_ms: i64,
+}
+
+impl ToRecord for ChangedKey {
+    fn to_record(&self) -> Record {
+        data_record(
+            &self.key,
+            self.value.as_deref(),
+            self.batch,
+            self.timestamp_ms,
+        )
+    }
+
+    fn approximate_size(&self) -> usize {
+        // The two 8-byte headers and their names.
+        const HEADERS: usize = EPOCH_HEADER.len() + BATCH_HEADER.len() + 16;
+        self.key.len() + self.value.as_ref().map_or(0, Bytes::len) + HEADERS
     }
 }
 
@@ -122,7 +151,10 @@ fn timestamp(ms: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Groups a changelog's records into complete batches: data accumulates until a
-/// marker, then everything accumulated is one unit to apply.
+/// marker, which closes the data of its own batch and of every earlier one as one unit
+/// to apply. Data of a later batch stays pending: a writer may append the next batch's
+/// data in the same request as a marker, and a retry of that request repeats the marker
+/// after some of that data.
 #[derive(Debug, Default)]
 pub(crate) struct BatchAssembler {
     /// Data since the last marker, in changelog order.
@@ -145,14 +177,33 @@ impl BatchAssembler {
                 self.pending.push((key, value, batch));
                 None
             }
-            ChangelogEntry::Marker(_) => {
-                let changes = std::mem::take(&mut self.pending)
-                    .into_iter()
-                    .map(|(key, value, _)| (key, value))
-                    .collect();
+            ChangelogEntry::Marker(marker) => {
+                let closed = (marker.epoch, marker.batch_number);
+                let pending = std::mem::take(&mut self.pending);
+                let changes = if pending.iter().all(|(_, _, batch)| *batch <= closed) {
+                    pending
+                        .into_iter()
+                        .map(|(key, value, _)| (key, value))
+                        .collect()
+                } else {
+                    let mut changes = Vec::new();
+                    for (key, value, batch) in pending {
+                        if batch <= closed {
+                            changes.push((key, value));
+                        } else {
+                            self.pending.push((key, value, batch));
+                        }
+                    }
+                    changes
+                };
                 Some(CompleteBatch { changes })
             }
         }
+    }
+
+    /// Whether data is waiting for a marker.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Data records after the last marker, last write per key, with the batch each
@@ -211,15 +262,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_the_format() {
-        let data = read(
-            data_record(
-                Bytes::from_static(b"k"),
-                Some(Bytes::from_static(b"v")),
-                (3, 9),
-                0,
-            ),
-            0,
-        );
+        let data = read(data_record(b"k", Some(b"v"), (3, 9), 0), 0);
         assert_eq!(
             data,
             ChangelogEntry::Data {
@@ -228,7 +271,7 @@ mod tests {
                 batch: (3, 9)
             }
         );
-        let tombstone = read(data_record(Bytes::from_static(b"k"), None, (3, 9), 0), 1);
+        let tombstone = read(data_record(b"k", None, (3, 9), 0), 1);
         assert!(matches!(
             tombstone,
             ChangelogEntry::Data { value: None, .. }
@@ -290,6 +333,10 @@ mod tests {
             "in changelog order, so applying them in order leaves a's last write"
         );
         assert!(assembler.push(data(b"c", Some(b"3"), 1)).is_none());
+        // Batch 0's marker again (a retried request that also carried batch 1's data):
+        // it closes nothing of batch 1.
+        let repeated = assembler.push(marker(0)).map(|b| b.changes);
+        assert_eq!(repeated, Some(Vec::new()));
         assert!(assembler.push(data(b"c", Some(b"4"), 1)).is_none());
         let tail = assembler.into_tail();
         assert_eq!(

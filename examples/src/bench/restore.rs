@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use prost::Message;
-use prost::bytes::Bytes;
 use tokio::task::JoinSet;
 use weir_proto::CommitMarker;
 use weir_topology::kafka::{KafkaAdmin, KafkaClient, Record, TopicPartition, TopicSpec};
@@ -287,8 +286,8 @@ fn committed_batch(keys: impl Iterator<Item = u64>, batch: (u64, u64), input: &s
     let mut records: Vec<Record> = keys
         .map(|i| {
             data_record(
-                Bytes::from(key_of(i)),
-                Some(Bytes::from(value_of(1))),
+                key_of(i).as_bytes(),
+                Some(value_of(1).as_slice()),
                 batch,
                 now_ms,
             )

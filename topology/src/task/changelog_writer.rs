@@ -6,9 +6,13 @@
 //!
 //! Batches are written one after the other: a batch's changelog records never go before
 //! the previous batch's markers, which is the order restore relies on
-//! ([`crate::changelog`]). A batch's outputs may reach the broker before the previous
-//! batch's markers; both batches are replayed if the task dies before those markers are
-//! acknowledged, as any uncommitted batch is.
+//! ([`crate::changelog`]). When the next batch is already waiting as a batch's markers
+//! fall due, its changelog records go in the same request, after the markers: one
+//! request per partition and batch instead of two. A retry of such a request may repeat
+//! a marker after some of the next batch's records, which is harmless: a marker closes
+//! only its own batch and earlier ones. A batch's outputs may reach the broker before
+//! the previous batch's markers; both batches are replayed if the task dies before those
+//! markers are acknowledged, as any uncommitted batch is.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -18,9 +22,10 @@ use tokio::task::JoinSet;
 use weir_proto::CommitMarker;
 use weir_state::StoreId;
 
-use crate::changelog::{self, BatchId};
+use crate::changelog::{self, BatchId, ChangedKey};
 use crate::error::RuntimeError;
 use crate::kafka::{Record, TopicPartition};
+use crate::task::collector::ToRecord;
 use crate::task::commit_retry::{CommitRetries, produce_retrying};
 
 /// Most batches handed over and not yet durable; the task waits for the oldest before
@@ -31,8 +36,8 @@ pub(crate) const MAX_BATCHES_IN_FLIGHT: usize = 2;
 #[derive(Debug)]
 pub(crate) struct FrozenBatch {
     pub(crate) id: BatchId,
-    /// The changelog records of the changed keys, per changelog partition.
-    pub(crate) data: Vec<(TopicPartition, Vec<Record>)>,
+    /// The changed keys, per changelog partition.
+    pub(crate) data: Vec<(TopicPartition, Vec<ChangedKey>)>,
     /// Every changed store with its changelog partition: each gets a marker.
     pub(crate) changed: Vec<(StoreId, TopicPartition)>,
     /// The next input offset per source topic once the batch is durable.
@@ -69,12 +74,32 @@ impl ChangelogWriter {
         let (durable_tx, durable) = mpsc::channel(MAX_BATCHES_IN_FLIGHT);
         let mut writer = JoinSet::new();
         writer.spawn(async move {
-            while let Some(batch) = to_write.recv().await {
-                let written = write_batch(&retries, batch).await;
-                let failed = written.is_err();
-                if durable_tx.send(written).await.is_err() || failed {
-                    return;
+            // The batch whose changelog records are acknowledged, its markers not yet.
+            let mut unmarked: Option<FrozenBatch> = None;
+            loop {
+                let next = if unmarked.is_some() {
+                    // Its markers are due: the next batch's records go along only if
+                    // that batch is waiting already.
+                    to_write.try_recv().ok()
+                } else {
+                    match to_write.recv().await {
+                        Some(batch) => Some(batch),
+                        None => return,
+                    }
+                };
+                match write_step(&retries, unmarked.take(), next.as_ref()).await {
+                    Ok(Some(durable)) => {
+                        if durable_tx.send(Ok(durable)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        let _ = durable_tx.send(Err(error)).await;
+                        return;
+                    }
                 }
+                unmarked = next;
             }
         });
         Self {
@@ -121,64 +146,114 @@ fn writer_gone() -> RuntimeError {
     RuntimeError::Internal("the task's changelog writer stopped".to_owned())
 }
 
-/// Writes one batch: its changelog records, then its markers (also how a task repairs
-/// its changelog before it starts the writer).
+/// Writes one batch on its own: its changelog records, then its markers (how a task
+/// repairs its changelog before it starts the writer).
 pub(crate) async fn write_batch(
     retries: &CommitRetries,
     batch: FrozenBatch,
 ) -> Result<DurableBatch, RuntimeError> {
-    produce_retrying(retries.step("produce changelog"), &batch.data).await?;
-    let changelog_positions = write_markers(
-        retries,
-        &batch.changed,
-        batch.id,
-        &batch.next_offsets,
-        batch.timestamp_ms,
-    )
-    .await?;
-    Ok(DurableBatch {
-        next_offsets: batch.next_offsets,
-        changelog_positions,
-        started: batch.started,
-        records: batch.records,
-    })
+    write_step(retries, None, Some(&batch)).await?;
+    write_step(retries, Some(batch), None)
+        .await?
+        .ok_or_else(|| RuntimeError::Internal("a marked batch was not reported durable".to_owned()))
 }
 
-/// Writes a commit marker carrying the next input offsets to the changelog of each of
-/// `stores` (whose data is acknowledged); returns per store the offset after it.
-async fn write_markers(
-    retries: &CommitRetries,
-    stores: &[(StoreId, TopicPartition)],
-    batch_id: BatchId,
-    next_offsets: &BTreeMap<String, i64>,
-    timestamp_ms: i64,
-) -> Result<Vec<(StoreId, i64)>, RuntimeError> {
-    if stores.is_empty() {
-        return Ok(Vec::new());
+/// One record of a changelog request.
+enum ChangelogWrite<'a> {
+    Marker(&'a Record),
+    Data(&'a ChangedKey),
+}
+
+impl ToRecord for ChangelogWrite<'_> {
+    fn to_record(&self) -> Record {
+        match self {
+            Self::Marker(marker) => (*marker).clone(),
+            Self::Data(changed) => changed.to_record(),
+        }
     }
-    let marker = CommitMarker {
+
+    fn approximate_size(&self) -> usize {
+        match self {
+            Self::Marker(marker) => marker.approximate_size(),
+            Self::Data(changed) => changed.approximate_size(),
+        }
+    }
+}
+
+/// One round of writes, every partition at once: the commit markers of `marked` (whose
+/// changelog records are acknowledged), then the changelog records of `data`, in one
+/// request per partition. Returns `marked` as a durable batch.
+async fn write_step(
+    retries: &CommitRetries,
+    marked: Option<FrozenBatch>,
+    data: Option<&FrozenBatch>,
+) -> Result<Option<DurableBatch>, RuntimeError> {
+    let marker = marked
+        .as_ref()
+        .map(|batch| changelog::marker_record(&commit_marker(batch), batch.timestamp_ms));
+    let mut groups: Vec<(TopicPartition, Vec<ChangelogWrite<'_>>)> = Vec::new();
+    if let (Some(batch), Some(marker)) = (&marked, &marker) {
+        for (_, partition) in &batch.changed {
+            groups.push((partition.clone(), vec![ChangelogWrite::Marker(marker)]));
+        }
+    }
+    for (partition, keys) in data.iter().flat_map(|batch| &batch.data) {
+        let index = match groups
+            .iter()
+            .position(|(p, _)| same_partition(p, partition))
+        {
+            Some(index) => index,
+            None => {
+                groups.push((partition.clone(), Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[index]
+            .1
+            .extend(keys.iter().map(ChangelogWrite::Data));
+    }
+    let offsets = if groups.is_empty() {
+        Vec::new()
+    } else {
+        let step = match (&marked, data) {
+            (Some(_), Some(_)) => "produce commit markers and changelog",
+            (Some(_), None) => "produce commit markers",
+            (None, _) => "produce changelog",
+        };
+        produce_retrying(retries.step(step), &groups).await?
+    };
+    Ok(marked.map(|batch| {
+        // Each marked partition's group comes first, in `changed` order, marker first.
+        let changelog_positions = batch
+            .changed
+            .iter()
+            .zip(&offsets)
+            .filter_map(|((store, _), offsets)| Some((*store, offsets.first()? + 1)))
+            .collect();
+        DurableBatch {
+            next_offsets: batch.next_offsets,
+            changelog_positions,
+            started: batch.started,
+            records: batch.records,
+        }
+    }))
+}
+
+/// The commit marker of a batch: its identity and the next input offsets.
+fn commit_marker(batch: &FrozenBatch) -> CommitMarker {
+    let next_offsets = &batch.next_offsets;
+    CommitMarker {
         next_input_offset: if next_offsets.len() == 1 {
             next_offsets.values().next().copied().unwrap_or_default()
         } else {
             0
         },
-        epoch: batch_id.0,
-        batch_number: batch_id.1,
+        epoch: batch.id.0,
+        batch_number: batch.id.1,
         next_input_offsets: next_offsets.clone(),
-    };
-    let markers: Vec<(TopicPartition, Vec<Record>)> = stores
-        .iter()
-        .map(|(_, partition)| {
-            (
-                partition.clone(),
-                vec![changelog::marker_record(&marker, timestamp_ms)],
-            )
-        })
-        .collect();
-    let offsets = produce_retrying(retries.step("produce commit markers"), &markers).await?;
-    Ok(stores
-        .iter()
-        .zip(offsets)
-        .filter_map(|((store, _), offsets)| Some((*store, offsets.last()? + 1)))
-        .collect())
+    }
+}
+
+fn same_partition(a: &TopicPartition, b: &TopicPartition) -> bool {
+    a.partition() == b.partition() && a.topic() == b.topic()
 }

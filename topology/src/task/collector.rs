@@ -2,9 +2,14 @@
 //! partition's records in order, in chunks the broker accepts: all or nothing on known
 //! partitions ([`produce_all`]), or by destination name with an answer per destination
 //! ([`RecordCollector::send_each`]).
+//!
+//! What is produced is kept as [`ToRecord`]s, turned into Kafka records only when a
+//! request is built, and built again when it is retried: a commit keeps no copy of its
+//! records for the case a produce fails.
 
 use std::collections::{BTreeMap, HashMap};
 
+use bytes::Bytes;
 use futures::future::{join_all, try_join_all};
 
 use crate::kafka::{KafkaClient, KafkaError, Record, TopicPartition};
@@ -17,10 +22,61 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// A topic and partition.
 pub(crate) type Destination = (String, i32);
 
+/// Something a produce request is built from.
+pub(crate) trait ToRecord {
+    /// The Kafka record, built for one request.
+    fn to_record(&self) -> Record;
+    /// Bytes of key, value and headers, roughly: what splits records into requests.
+    fn approximate_size(&self) -> usize;
+}
+
+impl ToRecord for Record {
+    fn to_record(&self) -> Record {
+        self.clone()
+    }
+
+    fn approximate_size(&self) -> usize {
+        Record::approximate_size(self)
+    }
+}
+
+/// An output record on its way to one destination: key, value and headers as the
+/// processor made them (shared, not copied) and the timestamp it is produced with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) headers: BTreeMap<String, Bytes>,
+    pub(crate) timestamp_ms: i64,
+}
+
+impl ToRecord for Outgoing {
+    fn to_record(&self) -> Record {
+        Record {
+            key: self.key.as_deref().map(<[u8]>::to_vec),
+            value: self.value.as_deref().map(<[u8]>::to_vec),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_vec()))
+                .collect(),
+            timestamp: chrono::DateTime::from_timestamp_millis(self.timestamp_ms)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn approximate_size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + headers
+    }
+}
+
 /// Produces every group and waits for all acknowledgements. Returns the offsets of each
 /// group's records, in the order given.
-pub(crate) async fn produce_all<'a>(
-    groups: impl IntoIterator<Item = (&'a TopicPartition, &'a [Record])>,
+pub(crate) async fn produce_all<'a, R: ToRecord + 'a>(
+    groups: impl IntoIterator<Item = (&'a TopicPartition, &'a [R])>,
 ) -> Result<Vec<Vec<i64>>, KafkaError> {
     try_join_all(
         groups
@@ -32,13 +88,14 @@ pub(crate) async fn produce_all<'a>(
 
 /// Produces one partition's records in order, in produce-sized chunks; the offsets of
 /// all of them, or the first error (earlier chunks may be on the broker).
-async fn produce_in_chunks(
+async fn produce_in_chunks<R: ToRecord>(
     partition: &TopicPartition,
-    records: &[Record],
+    records: &[R],
 ) -> Result<Vec<i64>, KafkaError> {
     let mut offsets = Vec::with_capacity(records.len());
     for chunk in chunks(records) {
-        offsets.extend(partition.produce(chunk.to_vec()).await?);
+        let request = chunk.iter().map(ToRecord::to_record).collect();
+        offsets.extend(partition.produce(request).await?);
     }
     Ok(offsets)
 }
@@ -62,9 +119,9 @@ impl RecordCollector {
     /// offsets of its records or the error that stopped it. One destination failing
     /// does not stop the others. A destination whose error comes after some of its
     /// chunks were acknowledged reports the error: those records may be on the broker.
-    pub(crate) async fn send_each<'a>(
+    pub(crate) async fn send_each<'a, R: ToRecord>(
         &mut self,
-        groups: Vec<(&'a Destination, &'a [Record])>,
+        groups: Vec<(&'a Destination, &'a [R])>,
     ) -> BTreeMap<Destination, Result<Vec<i64>, KafkaError>> {
         let mut results = BTreeMap::new();
         let mut ready = Vec::new();
@@ -114,7 +171,7 @@ impl RecordCollector {
 }
 
 /// Splits records into produce-sized chunks, keeping their order.
-fn chunks(records: &[Record]) -> Vec<&[Record]> {
+fn chunks<R: ToRecord>(records: &[R]) -> Vec<&[R]> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -160,6 +217,6 @@ mod tests {
             1,
             "an oversized record still goes alone"
         );
-        assert!(chunks(&[]).is_empty());
+        assert!(chunks::<Record>(&[]).is_empty());
     }
 }

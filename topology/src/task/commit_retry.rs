@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::error::RuntimeError;
-use crate::kafka::{KafkaError, Record, TopicPartition};
+use crate::kafka::{KafkaError, TopicPartition};
 use crate::metrics::TaskMetrics;
-use crate::task::collector::produce_all;
+use crate::task::collector::{ToRecord, produce_all};
 
 /// How long a commit step keeps retrying an unreachable broker once shutdown is
 /// requested.
@@ -97,9 +97,9 @@ impl CommitRetry {
 
 /// Produces every group (all partitions at once, each in order) and retries until all
 /// are acknowledged; returns the offsets of each group's records.
-pub(crate) async fn produce_retrying(
+pub(crate) async fn produce_retrying<R: ToRecord>(
     mut retry: CommitRetry,
-    groups: &[(TopicPartition, Vec<Record>)],
+    groups: &[(TopicPartition, Vec<R>)],
 ) -> Result<Vec<Vec<i64>>, RuntimeError> {
     loop {
         let attempt = groups

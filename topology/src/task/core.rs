@@ -184,19 +184,18 @@ impl TaskCore {
             .increment(ctx.state.value_cache_hits());
         self.metrics.store_puts.increment(ctx.state.writes());
         ctx.state.finish()?;
-        if !outputs.is_empty() {
-            // Formatted only for records that forward something.
-            let position = record.position();
-            for (n, mut output) in outputs.into_iter().enumerate() {
-                output.headers.insert(
-                    WEIR_ID_HEADER.to_owned(),
-                    Bytes::from(format!("{position}:{n}")),
-                );
-                self.batch.outputs.push(StampedOutput {
-                    record: output,
-                    timestamp_ms: record.timestamp_ms,
-                });
-            }
+        for (n, mut output) in outputs.into_iter().enumerate() {
+            let id = format!(
+                "{}:{}:{}:{n}",
+                record.topic, record.partition, record.offset
+            );
+            output
+                .headers
+                .insert(WEIR_ID_HEADER.to_owned(), Bytes::from(id));
+            self.batch.outputs.push(StampedOutput {
+                record: output,
+                timestamp_ms: record.timestamp_ms,
+            });
         }
         Ok(RecordOutcome::Processed)
     }

@@ -20,7 +20,7 @@ use crate::changelog::BatchId;
 use crate::error::RuntimeError;
 use crate::kafka::Record;
 use crate::metrics::TaskMetrics;
-use crate::task::collector::Destination;
+use crate::task::collector::{Destination, Outgoing, ToRecord};
 
 /// How often a task tries again to produce to a parked destination, with or without
 /// input.
@@ -61,24 +61,34 @@ fn destination_of(key: &[u8]) -> Option<Destination> {
 }
 
 /// A record as it is kept in the parked store.
-pub(crate) fn to_parked(destination: &Destination, record: &Record) -> ParkedRecord {
+pub(crate) fn to_parked(destination: &Destination, record: &Outgoing) -> ParkedRecord {
+    let Record {
+        key,
+        value,
+        headers,
+        ..
+    } = record.to_record();
     ParkedRecord {
         topic: destination.0.clone(),
         partition: destination.1,
-        key: record.key.clone(),
-        value: record.value.clone(),
-        headers: record.headers.clone(),
-        timestamp_ms: record.timestamp.timestamp_millis(),
+        key,
+        value,
+        headers,
+        timestamp_ms: record.timestamp_ms,
     }
 }
 
 /// The record to produce for a parked one: the same key, value, headers and timestamp.
-pub(crate) fn from_parked(parked: ParkedRecord) -> Record {
-    Record {
-        key: parked.key,
-        value: parked.value,
-        headers: parked.headers,
-        timestamp: chrono::DateTime::from_timestamp_millis(parked.timestamp_ms).unwrap_or_default(),
+pub(crate) fn from_parked(parked: ParkedRecord) -> Outgoing {
+    Outgoing {
+        key: parked.key.map(Bytes::from),
+        value: parked.value.map(Bytes::from),
+        headers: parked
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name, Bytes::from(value)))
+            .collect(),
+        timestamp_ms: parked.timestamp_ms,
     }
 }
 
@@ -89,7 +99,7 @@ pub(crate) fn park(
     store: StoreId,
     destination: &Destination,
     batch: BatchId,
-    records: &[Record],
+    records: &[Outgoing],
 ) {
     for (index, record) in records.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -241,7 +251,7 @@ impl ParkedOutputs {
         &self,
         db: &TaskDb,
         destination: &Destination,
-    ) -> Result<Vec<(Bytes, Record)>, RuntimeError> {
+    ) -> Result<Vec<(Bytes, Outgoing)>, RuntimeError> {
         let prefix = destination_prefix(destination);
         let mut records = Vec::new();
         for (key, value) in db.scan_prefix_raw(self.store, &prefix)? {
@@ -333,16 +343,15 @@ mod tests {
         (topic.to_owned(), partition)
     }
 
-    fn record(n: u8, weir_id: &str) -> Record {
-        Record {
-            key: Some(vec![b'k', n]),
-            value: n.is_multiple_of(2).then(|| vec![n; 3]),
+    fn record(n: u8, weir_id: &str) -> Outgoing {
+        Outgoing {
+            key: Some(Bytes::from(vec![b'k', n])),
+            value: n.is_multiple_of(2).then(|| Bytes::from(vec![n; 3])),
             headers: BTreeMap::from([
-                ("weir-id".to_owned(), weir_id.as_bytes().to_vec()),
-                ("other".to_owned(), Vec::new()),
+                ("weir-id".to_owned(), Bytes::from(weir_id.to_owned())),
+                ("other".to_owned(), Bytes::new()),
             ]),
-            timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i64::from(n))
-                .unwrap_or_default(),
+            timestamp_ms: 1_700_000_000_000 + i64::from(n),
         }
     }
 
@@ -393,11 +402,11 @@ mod tests {
             let decoded = ParkedRecord::decode(bytes.as_slice()).map(from_parked);
             assert_eq!(decoded.ok(), Some(original));
         }
-        let empty = Record {
-            key: Some(Vec::new()),
+        let empty = Outgoing {
+            key: Some(Bytes::new()),
             value: None,
             headers: BTreeMap::new(),
-            timestamp: chrono::DateTime::from_timestamp_millis(0).unwrap_or_default(),
+            timestamp_ms: 0,
         };
         let bytes = to_parked(&destination("out", 0), &empty).encode_to_vec();
         let decoded = ParkedRecord::decode(bytes.as_slice()).map(from_parked);
@@ -415,8 +424,8 @@ mod tests {
             .unwrap_or_else(|| panic!("no store"));
         let out = destination("out", 1);
         let other = destination("other", 0);
-        let first: Vec<Record> = (0..3).map(|n| record(n, &format!("in:1:{n}:0"))).collect();
-        let second: Vec<Record> = (3..5).map(|n| record(n, &format!("in:1:{n}:0"))).collect();
+        let first: Vec<Outgoing> = (0..3).map(|n| record(n, &format!("in:1:{n}:0"))).collect();
+        let second: Vec<Outgoing> = (3..5).map(|n| record(n, &format!("in:1:{n}:0"))).collect();
         let mut state = db.record();
         // Parked by a later batch first: the key, not the write order, decides.
         park(&mut state, store, &out, (1, 9), &second);
@@ -430,13 +439,13 @@ mod tests {
         assert_eq!(parked.destinations(), vec![other.clone(), out.clone()]);
         assert_eq!(parked.waiting[&out].records, 5);
         assert_eq!(parked.waiting[&other].records, 1);
-        let read: Vec<Record> = parked
+        let read: Vec<Outgoing> = parked
             .read(&db, &out)
             .unwrap_or_else(|e| panic!("{e}"))
             .into_iter()
             .map(|(_, r)| r)
             .collect();
-        let expected: Vec<Record> = first.iter().chain(&second).cloned().collect();
+        let expected: Vec<Outgoing> = first.iter().chain(&second).cloned().collect();
         assert_eq!(read, expected);
     }
 

@@ -133,7 +133,11 @@ pub(crate) async fn restore(
                 }
                 if let Some(batch) = assembler.push(entry) {
                     ready.extend(batch.changes);
-                    applied_position = offset;
+                    // A later batch's data before this marker is not applied yet: a
+                    // restore from here must read it again.
+                    if !assembler.has_pending() {
+                        applied_position = offset;
+                    }
                 }
             }
             if ready.len() >= RESTORE_WRITE_BATCH {

@@ -14,18 +14,18 @@ use bytes::Bytes;
 use weir_state::{Checkpoint, StateResources, StoreId, TaskDb};
 
 use crate::blocking;
-use crate::changelog::{self, BatchId};
+use crate::changelog::{BatchId, ChangedKey};
 use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
 use crate::global::GlobalStores;
-use crate::kafka::{KafkaClient, KafkaError, Record, RecordAndOffset, TopicPartition};
+use crate::kafka::{KafkaClient, KafkaError, RecordAndOffset, TopicPartition};
 use crate::metrics::{StoreSizeSampler, TaskMetrics};
 use crate::processor::{InputRecord, ProcessingError};
 use crate::state_dir;
 use crate::task::changelog_writer::{
     self, ChangelogWriter, DurableBatch, FrozenBatch, MAX_BATCHES_IN_FLIGHT,
 };
-use crate::task::collector::{Destination, RecordCollector};
+use crate::task::collector::{Destination, Outgoing, RecordCollector};
 use crate::task::commit_retry::CommitRetries;
 use crate::task::core::{Batch, StampedOutput, TaskCore, TaskCoreParts};
 use crate::task::fetcher::{Fetched, Prefetcher, SourceFetch};
@@ -296,7 +296,8 @@ impl StreamTask {
     ///    writer;
     /// 2. the writer, while the task processes on: produce the changelog records
     ///    (changed keys, tombstones), await them, then a commit marker per changed store
-    ///    carrying the next input offsets, await those;
+    ///    carrying the next input offsets (followed, in the same request, by the next
+    ///    batch's changelog records when that batch is waiting), await those;
     /// 3. [`finish_commit`](Self::finish_commit), once the writer reports the batch
     ///    durable: write its changes, next input offsets and changelog positions to
     ///    RocksDB in one WriteBatch.
@@ -428,11 +429,11 @@ impl StreamTask {
     /// returns what changed for the parked destinations.
     async fn deliver(
         &mut self,
-        outputs: BTreeMap<Destination, Vec<Record>>,
+        outputs: BTreeMap<Destination, Vec<Outgoing>>,
         batch_id: BatchId,
         retry_parked: bool,
     ) -> Result<ParkingOutcome, RuntimeError> {
-        let mut sends: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
+        let mut sends: BTreeMap<Destination, Vec<Outgoing>> = BTreeMap::new();
         // Keys of the parked records at the front of `sends`, per draining destination.
         let mut draining: BTreeMap<Destination, Vec<Bytes>> = BTreeMap::new();
         if retry_parked {
@@ -454,7 +455,7 @@ impl StreamTask {
                 sends.insert(destination, records);
             }
         }
-        let mut to_park: BTreeMap<Destination, (Vec<Record>, Option<String>)> = BTreeMap::new();
+        let mut to_park: BTreeMap<Destination, (Vec<Outgoing>, Option<String>)> = BTreeMap::new();
         for (destination, records) in outputs {
             if self.parked.contains(&destination) && !draining.contains_key(&destination) {
                 to_park.insert(destination, (records, None));
@@ -517,14 +518,14 @@ impl StreamTask {
     /// every commit step is.
     async fn send_outputs(
         &mut self,
-        groups: &BTreeMap<Destination, Vec<Record>>,
+        groups: &BTreeMap<Destination, Vec<Outgoing>>,
         draining: &BTreeMap<Destination, Vec<Bytes>>,
     ) -> Result<BTreeMap<Destination, Result<(), KafkaError>>, RuntimeError> {
         let mut pending: BTreeSet<&Destination> = groups.keys().collect();
         let mut settled = BTreeMap::new();
         let mut retry = self.retries.step("produce outputs");
         while !pending.is_empty() {
-            let attempt: Vec<(&Destination, &[Record])> = groups
+            let attempt: Vec<(&Destination, &[Outgoing])> = groups
                 .iter()
                 .filter(|(d, _)| pending.contains(d))
                 .map(|(d, records)| (d, records.as_slice()))
@@ -560,13 +561,18 @@ impl StreamTask {
         by_store: StoreChanges,
         batch_id: BatchId,
         timestamp_ms: i64,
-    ) -> Vec<(TopicPartition, Vec<Record>)> {
+    ) -> Vec<(TopicPartition, Vec<ChangedKey>)> {
         by_store
             .into_iter()
             .map(|(store, changes)| {
                 let records = changes
                     .into_iter()
-                    .map(|(key, value)| changelog::data_record(key, value, batch_id, timestamp_ms))
+                    .map(|(key, value)| ChangedKey {
+                        key,
+                        value,
+                        batch: batch_id,
+                        timestamp_ms,
+                    })
                     .collect();
                 (self.changelogs[&store].clone(), records)
             })
@@ -643,10 +649,9 @@ impl StreamTask {
     }
 }
 
-/// A batch's outputs as Kafka records, grouped by destination in batch order. Takes
-/// them, so each output's memory goes as its record is built.
-fn group_outputs(outputs: Vec<StampedOutput>) -> BTreeMap<Destination, Vec<Record>> {
-    let mut grouped: BTreeMap<Destination, Vec<Record>> = BTreeMap::new();
+/// A batch's outputs grouped by destination, in batch order.
+fn group_outputs(outputs: Vec<StampedOutput>) -> BTreeMap<Destination, Vec<Outgoing>> {
+    let mut grouped: BTreeMap<Destination, Vec<Outgoing>> = BTreeMap::new();
     for StampedOutput {
         record,
         timestamp_ms,
@@ -655,16 +660,11 @@ fn group_outputs(outputs: Vec<StampedOutput>) -> BTreeMap<Destination, Vec<Recor
         grouped
             .entry((record.topic, record.partition))
             .or_default()
-            .push(Record {
-                key: record.key.map(Vec::from),
-                value: record.value.map(Vec::from),
-                headers: record
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k, Vec::from(v)))
-                    .collect(),
-                timestamp: chrono::DateTime::from_timestamp_millis(timestamp_ms)
-                    .unwrap_or_default(),
+            .push(Outgoing {
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+                timestamp_ms,
             });
     }
     grouped
