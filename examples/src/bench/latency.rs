@@ -34,6 +34,10 @@ const TICK: Duration = Duration::from_millis(10);
 const CONSUMER_FETCH_WAIT: Duration = Duration::from_millis(10);
 /// How long after the last record is produced its outputs may take to arrive.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long records are produced at the rate before any is timed: the processor may
+/// still be committing the throughput workload's last batches when this one starts, and
+/// a raw forwarder starts with cold connections; a steady state is what is measured.
+pub const WARM_UP: Duration = Duration::from_secs(2);
 
 /// What the latency workload measured.
 #[derive(Debug, Clone)]
@@ -90,8 +94,10 @@ impl Latency {
             Row::measured("latency", "offered records/s", self.offered_rate, "rec/s")
                 .against("keyed-count max", self.target_rate * 2.0)
                 .note(format!(
-                    "{} records produced at {:.0} records/s asked, {seen} outputs timed from the input's timestamp to a consumer seeing the output; the processor's fetch wait (LHS_FETCH_MAX_WAIT_MS) {PROCESSOR_FETCH_MAX_WAIT_MS} ms",
-                    self.produced, self.target_rate
+                    "{} records produced at {:.0} records/s asked, {seen} outputs timed from the input's timestamp to a consumer seeing the output (those produced in the first {} s, a warm-up, are not timed); the processor's fetch wait (LHS_FETCH_MAX_WAIT_MS) {PROCESSOR_FETCH_MAX_WAIT_MS} ms",
+                    self.produced,
+                    self.target_rate,
+                    WARM_UP.as_secs(),
                 )),
         );
         rows
@@ -172,18 +178,23 @@ async fn measure(
     let outputs = partitions(client, output, PARTITIONS).await?;
     let (expected_tx, expected) = watch::channel(None::<Vec<u64>>);
     let mut consumers = JoinSet::new();
-    for partition in outputs {
-        let start = partition.high_watermark().await?;
-        consumers.spawn(consume(partition, start, expected.clone()));
+    let mut starts = Vec::new();
+    for partition in &outputs {
+        starts.push(partition.high_watermark().await?);
+    }
+    let inputs = partitions(client, input, PARTITIONS).await?;
+    let timed_from = chrono::Utc::now()
+        + chrono::Duration::from_std(WARM_UP).context("the warm-up is too long")?;
+    for (partition, start) in outputs.into_iter().zip(starts) {
+        consumers.spawn(consume(partition, start, timed_from, expected.clone()));
     }
 
-    let inputs = partitions(client, input, PARTITIONS).await?;
     let mut produced_per_partition = vec![0_u64; inputs.len()];
     let mut sends = JoinSet::new();
     let mut next = config.records;
     let mut ticker = tokio::time::interval(TICK);
     let started = Instant::now();
-    while started.elapsed() < config.latency_duration {
+    while started.elapsed() < WARM_UP + config.latency_duration {
         ticker.tick().await;
         let due_total = (target_rate * started.elapsed().as_secs_f64()).floor();
         // A count of records, far below 2^53.
@@ -226,21 +237,28 @@ async fn measure(
     })
 }
 
-/// Reads one output partition from `start`, timing each record, until it holds as many
-/// new records as were produced to its input partition (or the drain timeout passes).
+/// Reads one output partition from `start`, timing each record produced at or after
+/// `timed_from`, until it holds as many new records as were produced to its input
+/// partition (or the drain timeout passes).
 async fn consume(
     partition: TopicPartition,
     start: i64,
+    timed_from: chrono::DateTime<chrono::Utc>,
     mut expected: watch::Receiver<Option<Vec<u64>>>,
 ) -> anyhow::Result<Vec<f64>> {
     let index = usize::try_from(partition.partition()).unwrap_or(0);
+    let mut seen = 0_u64;
     let mut samples = Vec::new();
     let mut next = start;
     let mut drain_deadline = None;
     loop {
         let records = fetch_from(&partition, &mut next, FETCH_BYTES, CONSUMER_FETCH_WAIT).await?;
         let now = chrono::Utc::now();
+        seen += u64::try_from(records.len()).unwrap_or(u64::MAX);
         for record in records {
+            if record.record.timestamp < timed_from {
+                continue;
+            }
             let waited = now - record.record.timestamp;
             // Microseconds of one record's latency, far below 2^53.
             #[allow(clippy::cast_precision_loss)]
@@ -252,14 +270,13 @@ async fn consume(
             .as_ref()
             .map(|counts| counts.get(index).copied().unwrap_or(0));
         if let Some(wanted) = wanted {
-            if u64::try_from(samples.len()).unwrap_or(u64::MAX) >= wanted {
+            if seen >= wanted {
                 return Ok(samples);
             }
             let deadline = *drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
             if Instant::now() > deadline {
                 eprintln!(
-                    "latency: partition {index} saw {} of {wanted} outputs within {DRAIN_TIMEOUT:?}",
-                    samples.len()
+                    "latency: partition {index} saw {seen} of {wanted} outputs within {DRAIN_TIMEOUT:?}"
                 );
                 return Ok(samples);
             }

@@ -50,7 +50,8 @@ pub struct BenchConfig {
     pub cluster_id: String,
     /// Input records of the throughput workloads.
     pub records: u64,
-    /// How long the latency workload produces at half the measured rate.
+    /// How long the latency workload produces at half the measured rate and times
+    /// records, after a warm-up ([`latency::WARM_UP`]) at the same rate.
     pub latency_duration: Duration,
     /// Where the processor keeps its state and log (emptied first).
     pub work_dir: PathBuf,

@@ -5,7 +5,7 @@
 //! Settings from the environment: `QUICK=1` (a smaller run, a minute or two),
 //! `BENCH_RECORDS` (input records; default 1,000,000, or 300,000 with `QUICK`),
 //! `LHS_PRODUCE_COMPRESSION` (for every process of the run, the raw limits included),
-//! `BENCH_LATENCY_SECONDS` (default 30, or 15 with `QUICK`), `BENCH_ORDERS` (WfRuns per
+//! `BENCH_LATENCY_SECONDS` (timed, after a 2 s warm-up; default 30, or 15 with `QUICK`), `BENCH_ORDERS` (WfRuns per
 //! orders run; default 5,000, or 500 with `QUICK`), `BENCH_RESTORE_KEYS` (default
 //! 1,000,000, or 250,000 with `QUICK`), `BENCH_OUTPUT` (the JSON file; default
 //! `{WEIR_CACHE_DIR}/bench-results.json`) and `LHS_KAFKA_BOOTSTRAP_SERVERS` (default
