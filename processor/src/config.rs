@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(config.runtime().max_batch_records, 10_000);
         assert_eq!(config.runtime().fetch_max_wait, Duration::from_millis(50));
         assert_eq!(config.runtime().state, StateOptions::default());
-        assert_eq!(config.kafka().compression, ProduceCompression::None);
+        assert_eq!(config.kafka().compression, ProduceCompression::Lz4);
         Ok(())
     }
 
