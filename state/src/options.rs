@@ -38,16 +38,6 @@ impl Default for StateOptions {
 const MAX_MEMTABLE_BYTES: usize = 16 << 20;
 /// Smallest memtable of one store, so a tiny total limit does not flush on every batch.
 const MIN_MEMTABLE_BYTES: usize = 1 << 20;
-/// Compression of each of RocksDB's seven levels: none for L0 and L1, LZ4 below.
-const LEVEL_COMPRESSION: [DBCompressionType; 7] = [
-    DBCompressionType::None,
-    DBCompressionType::None,
-    DBCompressionType::Lz4,
-    DBCompressionType::Lz4,
-    DBCompressionType::Lz4,
-    DBCompressionType::Lz4,
-    DBCompressionType::Lz4,
-];
 
 /// The block cache and write buffer manager shared by every `TaskDb` of a process.
 /// Cheap to clone: clones share the same cache and limit.
@@ -105,11 +95,7 @@ impl StateResources {
         let memtable =
             (self.options.write_buffer_bytes / 4).clamp(MIN_MEMTABLE_BYTES, MAX_MEMTABLE_BYTES);
         opts.set_write_buffer_size(memtable);
-        // Flushes (restore's last one is on its critical path) and the first compactions
-        // write uncompressed: those files are short-lived, and compressing them was CPU
-        // taken from processing on small machines. Lower levels, where the data stays,
-        // are LZ4.
-        opts.set_compression_per_level(&LEVEL_COMPRESSION);
+        opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Lz4);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
