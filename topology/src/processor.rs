@@ -38,7 +38,23 @@ impl InputRecord {
 
     /// The `{topic}:{partition}:{offset}` position that names this record.
     pub fn position(&self) -> String {
-        format!("{}:{}:{}", self.topic, self.partition, self.offset)
+        Position(self).to_string()
+    }
+
+    /// The id of this record's `n`th output (the `weir-id` header): `{position}:{n}`,
+    /// formatted in one go on the per-record path.
+    pub fn output_id(&self, n: usize) -> String {
+        format!("{}:{n}", Position(self))
+    }
+}
+
+/// Writes a record's `{topic}:{partition}:{offset}` into whatever is being formatted.
+struct Position<'a>(&'a InputRecord);
+
+impl std::fmt::Display for Position<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let record = self.0;
+        write!(f, "{}:{}:{}", record.topic, record.partition, record.offset)
     }
 }
 

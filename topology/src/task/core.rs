@@ -185,13 +185,9 @@ impl TaskCore {
         self.metrics.store_puts.increment(ctx.state.writes());
         ctx.state.finish()?;
         for (n, mut output) in outputs.into_iter().enumerate() {
-            let id = format!(
-                "{}:{}:{}:{n}",
-                record.topic, record.partition, record.offset
-            );
             output
                 .headers
-                .insert(WEIR_ID_HEADER.to_owned(), Bytes::from(id));
+                .insert(WEIR_ID_HEADER.to_owned(), Bytes::from(record.output_id(n)));
             self.batch.outputs.push(StampedOutput {
                 record: output,
                 timestamp_ms: record.timestamp_ms,
