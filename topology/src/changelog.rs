@@ -17,7 +17,6 @@ use prost::Message;
 use weir_proto::CommitMarker;
 
 use crate::kafka::{KafkaError, Record, RecordAndOffset, TopicPartition};
-use crate::task::collector::ToRecord;
 use crate::task::fetcher;
 
 /// Key of every commit marker; a NUL first byte keeps it apart from store keys in
@@ -56,33 +55,9 @@ pub fn data_record(key: &[u8], value: Option<&[u8]>, batch: BatchId, timestamp_m
     }
 }
 
-/// One changed key of a committing batch, kept as the batch's frozen changes hold it
-/// until a produce request is built from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChangedKey {
-    pub(crate) key: Bytes,
-    /// `None`: a delete (a tombstone in the changelog).
-    pub(crate) value: Option<Bytes>,
-    pub(crate) batch: BatchId,
-    pub(crate) timestamp_ms: i64,
-}
-
-impl ToRecord for ChangedKey {
-    fn to_record(&self) -> Record {
-        data_record(
-            &self.key,
-            self.value.as_deref(),
-            self.batch,
-            self.timestamp_ms,
-        )
-    }
-
-    fn approximate_size(&self) -> usize {
-        // The two 8-byte headers and their names.
-        const HEADERS: usize = EPOCH_HEADER.len() + BATCH_HEADER.len() + 16;
-        self.key.len() + self.value.as_ref().map_or(0, Bytes::len) + HEADERS
-    }
-}
+/// Bytes a [`data_record`] adds to its key and value: the two 8-byte headers and their
+/// names.
+pub(crate) const DATA_HEADER_BYTES: usize = EPOCH_HEADER.len() + BATCH_HEADER.len() + 16;
 
 /// The Kafka record of a commit marker: it closes the batch `marker` names and carries
 /// the next input offsets a restored task starts from. Public for tools that seed a

@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 use weir_proto::CommitMarker;
 use weir_state::StoreId;
 
-use crate::changelog::{self, BatchId, ChangedKey};
+use bytes::Bytes;
+
+use crate::changelog::{self, BatchId};
 use crate::error::RuntimeError;
 use crate::kafka::{Record, TopicPartition};
 use crate::task::collector::ToRecord;
@@ -32,20 +34,28 @@ use crate::task::commit_retry::{CommitRetries, produce_retrying};
 /// handing over another, so its frozen changes stay bounded.
 pub(crate) const MAX_BATCHES_IN_FLIGHT: usize = 2;
 
-/// A batch whose outputs are acknowledged (or parked), with its changelog records.
+/// A batch whose outputs are acknowledged (or parked), with its changes.
 #[derive(Debug)]
 pub(crate) struct FrozenBatch {
     pub(crate) id: BatchId,
-    /// The changed keys, per changelog partition.
-    pub(crate) data: Vec<(TopicPartition, Vec<ChangedKey>)>,
-    /// Every changed store with its changelog partition: each gets a marker.
-    pub(crate) changed: Vec<(StoreId, TopicPartition)>,
+    /// Every store that gets a marker, with the batch's changes to it.
+    pub(crate) stores: Vec<StoreWrites>,
     /// The next input offset per source topic once the batch is durable.
     pub(crate) next_offsets: BTreeMap<String, i64>,
     pub(crate) timestamp_ms: i64,
     /// For the commit metrics: when the commit started, and the batch's input records.
     pub(crate) started: Instant,
     pub(crate) records: u64,
+}
+
+/// One store of a committing batch: its changelog partition and the batch's changes to
+/// it (last write per key, `None` a delete), which may be none (a repair marks every
+/// store).
+#[derive(Debug)]
+pub(crate) struct StoreWrites {
+    pub(crate) store: StoreId,
+    pub(crate) changelog: TopicPartition,
+    pub(crate) changes: Vec<(Bytes, Option<Bytes>)>,
 }
 
 /// A batch whose changelog records and markers are acknowledged.
@@ -158,24 +168,28 @@ pub(crate) async fn write_batch(
         .ok_or_else(|| RuntimeError::Internal("a marked batch was not reported durable".to_owned()))
 }
 
-/// One record of a changelog request.
+/// One record of a changelog request: a marker, or a changed key of a batch.
 enum ChangelogWrite<'a> {
     Marker(&'a Record),
-    Data(&'a ChangedKey),
+    Data(&'a (Bytes, Option<Bytes>), &'a FrozenBatch),
 }
 
 impl ToRecord for ChangelogWrite<'_> {
     fn to_record(&self) -> Record {
         match self {
             Self::Marker(marker) => (*marker).clone(),
-            Self::Data(changed) => changed.to_record(),
+            Self::Data((key, value), batch) => {
+                changelog::data_record(key, value.as_deref(), batch.id, batch.timestamp_ms)
+            }
         }
     }
 
     fn approximate_size(&self) -> usize {
         match self {
             Self::Marker(marker) => marker.approximate_size(),
-            Self::Data(changed) => changed.approximate_size(),
+            Self::Data((key, value), _) => {
+                key.len() + value.as_ref().map_or(0, Bytes::len) + changelog::DATA_HEADER_BYTES
+            }
         }
     }
 }
@@ -191,26 +205,33 @@ async fn write_step(
     let marker = marked
         .as_ref()
         .map(|batch| changelog::marker_record(&commit_marker(batch), batch.timestamp_ms));
+    // One group per store's changelog partition, `stores[i]` the store of `groups[i]`:
+    // the marked batch's stores first, in its order.
+    let mut stores: Vec<StoreId> = Vec::new();
     let mut groups: Vec<(TopicPartition, Vec<ChangelogWrite<'_>>)> = Vec::new();
     if let (Some(batch), Some(marker)) = (&marked, &marker) {
-        for (_, partition) in &batch.changed {
-            groups.push((partition.clone(), vec![ChangelogWrite::Marker(marker)]));
+        for writes in &batch.stores {
+            stores.push(writes.store);
+            groups.push((
+                writes.changelog.clone(),
+                vec![ChangelogWrite::Marker(marker)],
+            ));
         }
     }
-    for (partition, keys) in data.iter().flat_map(|batch| &batch.data) {
-        let index = match groups
-            .iter()
-            .position(|(p, _)| same_partition(p, partition))
-        {
-            Some(index) => index,
-            None => {
-                groups.push((partition.clone(), Vec::new()));
-                groups.len() - 1
+    if let Some(batch) = data {
+        for writes in batch.stores.iter().filter(|w| !w.changes.is_empty()) {
+            let records = writes
+                .changes
+                .iter()
+                .map(|change| ChangelogWrite::Data(change, batch));
+            match stores.iter().position(|store| *store == writes.store) {
+                Some(index) => groups[index].1.extend(records),
+                None => {
+                    stores.push(writes.store);
+                    groups.push((writes.changelog.clone(), records.collect()));
+                }
             }
-        };
-        groups[index]
-            .1
-            .extend(keys.iter().map(ChangelogWrite::Data));
+        }
     }
     let offsets = if groups.is_empty() {
         Vec::new()
@@ -223,12 +244,11 @@ async fn write_step(
         produce_retrying(retries.step(step), &groups).await?
     };
     Ok(marked.map(|batch| {
-        // Each marked partition's group comes first, in `changed` order, marker first.
-        let changelog_positions = batch
-            .changed
+        // Each marked store's group comes first, in its order, marker first.
+        let changelog_positions = stores
             .iter()
             .zip(&offsets)
-            .filter_map(|((store, _), offsets)| Some((*store, offsets.first()? + 1)))
+            .filter_map(|(store, offsets)| Some((*store, offsets.first()? + 1)))
             .collect();
         DurableBatch {
             next_offsets: batch.next_offsets,
@@ -252,8 +272,4 @@ fn commit_marker(batch: &FrozenBatch) -> CommitMarker {
         batch_number: batch.id.1,
         next_input_offsets: next_offsets.clone(),
     }
-}
-
-fn same_partition(a: &TopicPartition, b: &TopicPartition) -> bool {
-    a.partition() == b.partition() && a.topic() == b.topic()
 }

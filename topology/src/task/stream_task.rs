@@ -14,7 +14,7 @@ use bytes::Bytes;
 use weir_state::{Checkpoint, StateResources, StoreId, TaskDb};
 
 use crate::blocking;
-use crate::changelog::{BatchId, ChangedKey};
+use crate::changelog::BatchId;
 use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
 use crate::global::GlobalStores;
@@ -23,7 +23,7 @@ use crate::metrics::{StoreSizeSampler, TaskMetrics};
 use crate::processor::{InputRecord, ProcessingError};
 use crate::state_dir;
 use crate::task::changelog_writer::{
-    self, ChangelogWriter, DurableBatch, FrozenBatch, MAX_BATCHES_IN_FLIGHT,
+    self, ChangelogWriter, DurableBatch, FrozenBatch, MAX_BATCHES_IN_FLIGHT, StoreWrites,
 };
 use crate::task::collector::{Destination, Outgoing, RecordCollector};
 use crate::task::commit_retry::CommitRetries;
@@ -347,17 +347,21 @@ impl StreamTask {
             self.parked.apply(outcome);
         }
         // The batch's changes: its records', its timers' and the parked store's.
-        let by_store = self.core.db.freeze_pending();
-        let changed = by_store
-            .keys()
-            .map(|store| (*store, self.changelogs[store].clone()))
+        let stores = self
+            .core
+            .db
+            .freeze_pending()
+            .into_iter()
+            .map(|(store, changes)| StoreWrites {
+                store,
+                changelog: self.changelogs[&store].clone(),
+                changes,
+            })
             .collect();
-        let data = self.changelog_data(by_store, id, batch.last_timestamp_ms);
         let next_offsets = self.next_offsets(&batch.next_offsets);
         Ok(FrozenBatch {
             id,
-            data,
-            changed,
+            stores,
             next_offsets,
             timestamp_ms: batch.last_timestamp_ms,
             started,
@@ -555,47 +559,24 @@ impl StreamTask {
         Ok(settled)
     }
 
-    /// The changelog records of changed keys, per store's changelog partition.
-    fn changelog_data(
-        &self,
-        by_store: StoreChanges,
-        batch_id: BatchId,
-        timestamp_ms: i64,
-    ) -> Vec<(TopicPartition, Vec<ChangedKey>)> {
-        by_store
-            .into_iter()
-            .map(|(store, changes)| {
-                let records = changes
-                    .into_iter()
-                    .map(|(key, value)| ChangedKey {
-                        key,
-                        value,
-                        batch: batch_id,
-                        timestamp_ms,
-                    })
-                    .collect();
-                (self.changelogs[&store].clone(), records)
-            })
-            .collect()
-    }
-
     /// After a restore found cut-short batches: writes the committed values of the
     /// abandoned keys back, then a marker of the new epoch to every store, and commits.
-    async fn repair(
-        &mut self,
-        compensation: BTreeMap<StoreId, Vec<(Bytes, Option<Bytes>)>>,
-    ) -> Result<(), RuntimeError> {
+    async fn repair(&mut self, mut compensation: StoreChanges) -> Result<(), RuntimeError> {
         let keys: usize = compensation.values().map(Vec::len).sum();
         tracing::warn!(task = %self.id, keys, epoch = self.epoch, "repairing changelog after an interrupted commit");
         let id = (self.epoch, 0);
         let now_ms = chrono::Utc::now().timestamp_millis();
+        // Every store gets a marker of the new epoch.
         let repair = FrozenBatch {
             id,
-            data: self.changelog_data(compensation, id, now_ms),
-            changed: self
+            stores: self
                 .changelogs
                 .iter()
-                .map(|(store, partition)| (*store, partition.clone()))
+                .map(|(store, changelog)| StoreWrites {
+                    store: *store,
+                    changelog: changelog.clone(),
+                    changes: compensation.remove(store).unwrap_or_default(),
+                })
                 .collect(),
             next_offsets: self.next_offsets(&BTreeMap::new()),
             timestamp_ms: now_ms,
