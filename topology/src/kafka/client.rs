@@ -52,6 +52,16 @@ pub enum ProduceCompression {
 impl ProduceCompression {
     /// The names [`FromStr`] accepts, for error messages.
     pub const NAMES: &'static str = "none, lz4 or zstd";
+    const ALL: [Self; 3] = [Self::None, Self::Lz4, Self::Zstd];
+
+    /// The setting's name, as [`FromStr`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
 
     fn to_rskafka(self) -> Compression {
         match self {
@@ -66,25 +76,17 @@ impl FromStr for ProduceCompression {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "lz4" => Ok(Self::Lz4),
-            "zstd" => Ok(Self::Zstd),
-            other => Err(format!(
-                "unknown compression {other:?}: use {}",
-                Self::NAMES
-            )),
-        }
+        let name = name.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|compression| compression.name() == name)
+            .ok_or_else(|| format!("unknown compression {name:?}: use {}", Self::NAMES))
     }
 }
 
 impl fmt::Display for ProduceCompression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::None => "none",
-            Self::Lz4 => "lz4",
-            Self::Zstd => "zstd",
-        })
+        f.write_str(self.name())
     }
 }
 
