@@ -21,6 +21,7 @@ pub mod process;
 pub mod raw_copy;
 pub mod report;
 pub mod restore;
+pub mod workloads;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ use weir_topology::kafka::{
 };
 
 use report::{Report, Row, Target};
+use workloads::{Selection, Workload};
 
 /// Bytes of key plus value in every input record.
 pub const RECORD_BYTES: usize = 100;
@@ -66,6 +68,8 @@ pub struct BenchConfig {
     /// Which build runs: its directory name (`debug`, `release`, `bench-opt`).
     pub profile: String,
     pub quick: bool,
+    /// The workloads this run measures (`BENCH_WORKLOADS`; all by default).
+    pub workloads: Selection,
 }
 
 /// The key of input record `i`: `key-000000` to `key-099999`, 10 bytes.
@@ -198,40 +202,101 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
 
 async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Result<Report> {
     let input = input_topic(config);
+    let runs = |workload| config.workloads.runs(workload);
+    // The table keeps the order: the throughput workloads and latency, orders,
+    // restore, then memory.
     let mut rows = Vec::new();
+    let mut orders_rows = Vec::new();
+    let mut memory_rows = Vec::new();
+    let mut failures = Vec::new();
 
     // The orders rounds go first, on a broker that holds little: a memory-backed broker
     // slows as it fills, and the latency workload leaves millions of records in it, which
     // made the rounds of one side differ by more than the overhead they measure.
-    eprintln!(
-        "orders: {} rounds of {} WfRuns with the output topic off, then at ALL_ENTITY_EVENTS",
-        orders::ROUNDS,
-        config.orders
-    );
-    let orders = orders::run(config, config.orders).await;
+    if runs(Workload::Orders) {
+        eprintln!(
+            "orders: {} rounds of {} WfRuns with the output topic off, then at ALL_ENTITY_EVENTS",
+            orders::ROUNDS,
+            config.orders
+        );
+        match orders::run(config, config.orders).await {
+            Ok(orders) => orders_rows = orders.rows(),
+            Err(e) => {
+                eprintln!("orders failed: {e:#}");
+                orders_rows.extend(orders::unmeasured_rows(&format!("FAILED: {e:#}")));
+                failures.push(format!("orders: {e:#}"));
+            }
+        }
+    }
 
-    eprintln!("producing {} input records to {input}", config.records);
-    let started = Instant::now();
-    produce_input(client, &input, 0..config.records).await?;
-    let produce_rate = rate(config.records, started.elapsed());
-    rows.push(
-        Row::measured("setup", "produce records/s", produce_rate, "rec/s")
-            .note("the input, produced before the workloads; for context, no target"),
-    );
+    if runs(Workload::RawCopy) || runs(Workload::KeyedCount) {
+        eprintln!("producing {} input records to {input}", config.records);
+        let started = Instant::now();
+        produce_input(client, &input, 0..config.records).await?;
+        let produce_rate = rate(config.records, started.elapsed());
+        rows.push(
+            Row::measured("setup", "produce records/s", produce_rate, "rec/s")
+                .note("the input, produced before the workloads; for context, no target"),
+        );
+    }
 
-    eprintln!("raw-copy: copying them with the bare client");
-    let raw_copy = raw_copy::run(config, client).await?;
-    rows.push(
-        Row::measured("raw-copy", "records/s", raw_copy, "rec/s").note(
-            "fetch and produce with rskafka alone, no state, no commit protocol: the ceiling",
-        ),
-    );
+    let raw_copy = if runs(Workload::RawCopy) {
+        eprintln!("raw-copy: copying them with the bare client");
+        let raw_copy = raw_copy::run(config, client).await?;
+        rows.push(
+            Row::measured("raw-copy", "records/s", raw_copy, "rec/s").note(
+                "fetch and produce with rskafka alone, no state, no commit protocol: the ceiling",
+            ),
+        );
+        Some(raw_copy)
+    } else {
+        None
+    };
 
+    if runs(Workload::KeyedCount) {
+        let (keyed_rows, rss) = keyed_count_and_latency(config, client, raw_copy).await?;
+        rows.extend(keyed_rows);
+        memory_rows.push(rss);
+    }
+    rows.append(&mut orders_rows);
+
+    if runs(Workload::Restore) {
+        let (restore_rows, restore_rss) = match restore::run(config, config.restore_keys).await {
+            Ok(restore) => (restore.rows(), restore.memory_row()),
+            Err(e) => {
+                eprintln!("restore failed: {e:#}");
+                failures.push(format!("restore: {e:#}"));
+                restore::unmeasured_rows(config.restore_keys, &format!("FAILED: {e:#}"))
+            }
+        };
+        rows.extend(restore_rows);
+        memory_rows.push(restore_rss);
+    }
+    rows.append(&mut memory_rows);
+
+    Ok(Report {
+        profile: config.profile.clone(),
+        quick: config.quick,
+        records: config.records,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        workloads: (!config.workloads.is_all()).then(|| config.workloads.names()),
+        rows,
+        failures,
+    })
+}
+
+/// Keyed-count's rows and, when selected, latency's (at half keyed-count's rate, against
+/// the raw forwarder at the same rate), and the processor's peak RSS over both.
+async fn keyed_count_and_latency(
+    config: &BenchConfig,
+    client: &KafkaClient,
+    raw_copy: Option<f64>,
+) -> anyhow::Result<(Vec<Row>, Row)> {
     eprintln!("keyed-count: the same input through the keyed-count processor");
     let processor = keyed_count::Processor::start(config).await?;
     let measured = processor.count_input(config, client).await;
     let latency = match &measured {
-        Ok(keyed_rate) => {
+        Ok(keyed_rate) if config.workloads.runs(Workload::Latency) => {
             let half = keyed_rate / 2.0;
             eprintln!(
                 "latency: {half:.0} records/s for {:?}",
@@ -242,73 +307,43 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
             let raw = latency::run_raw_forward(config, client, half).await;
             Some((measured, raw))
         }
-        Err(_) => None,
+        _ => None,
     };
     let peak_rss = processor.peak_rss();
     processor.stop().await;
     let keyed_rate = measured?;
-    rows.push(
-        Row::measured("keyed-count", "records/s", keyed_rate, "rec/s")
-            .against("raw-copy", raw_copy)
-            .target(Target::RatioAtLeast(0.5))
+    let mut keyed_count = Row::measured("keyed-count", "records/s", keyed_rate, "rec/s");
+    if let Some(raw_copy) = raw_copy {
+        keyed_count = keyed_count.against("raw-copy", raw_copy);
+    }
+    let mut rows = vec![keyed_count.target(Target::RatioAtLeast(0.5)).note(format!(
+        "counter read, incremented, written back, one output per record, full commit protocol, {} keys; from the processor reporting its tasks running to its last output acknowledged",
+        report::thousands(KEYS)
+    ))];
+
+    if let Some((latency, raw_forward)) = latency {
+        let raw_forward = raw_forward
+            .map_err(|error| eprintln!("latency: the raw forwarder failed: {error:#}"))
+            .ok();
+        rows.extend(latency?.rows(raw_forward.as_ref()));
+    }
+
+    let workloads = if config.workloads.runs(Workload::Latency) {
+        "both keyed-count workloads"
+    } else {
+        "keyed-count"
+    };
+    let rss = match peak_rss {
+        Some(bytes) => Row::measured("memory", "keyed-count peak RSS", mib(bytes), "MiB")
+            .target(Target::AtMost(1024.0))
             .note(format!(
-                "counter read, incremented, written back, one output per record, full commit protocol, {} keys; from the processor reporting its tasks running to its last output acknowledged",
+                "VmHWM of the keyed-count process after {workloads} ({} keys; the 1 GiB target is for a 1,000,000-key store)",
                 report::thousands(KEYS)
             )),
-    );
-
-    let (latency, raw_forward) = latency.context("latency not run")?;
-    let raw_forward = raw_forward
-        .map_err(|error| eprintln!("latency: the raw forwarder failed: {error:#}"))
-        .ok();
-    rows.extend(latency?.rows(raw_forward.as_ref()));
-
-    let keyed_count_rss = match peak_rss {
-        Some(bytes) => Row::measured(
-            "memory",
-            "keyed-count peak RSS",
-            mib(bytes),
-            "MiB",
-        )
-        .target(Target::AtMost(1024.0))
-        .note(format!(
-            "VmHWM of the keyed-count process after both keyed-count workloads ({} keys; the 1 GiB target is for a 1,000,000-key store)",
-            report::thousands(KEYS)
-        )),
         None => Row::not_measured("memory", "keyed-count peak RSS", "MiB", Target::AtMost(1024.0))
             .note("the process's /proc status could not be read"),
     };
-
-    let mut failures = Vec::new();
-    match orders {
-        Ok(orders) => rows.extend(orders.rows()),
-        Err(e) => {
-            eprintln!("orders failed: {e:#}");
-            rows.extend(orders::unmeasured_rows(&format!("FAILED: {e:#}")));
-            failures.push(format!("orders: {e:#}"));
-        }
-    }
-
-    let (restore_rows, restore_rss) = match restore::run(config, config.restore_keys).await {
-        Ok(restore) => (restore.rows(), restore.memory_row()),
-        Err(e) => {
-            eprintln!("restore failed: {e:#}");
-            failures.push(format!("restore: {e:#}"));
-            restore::unmeasured_rows(config.restore_keys, &format!("FAILED: {e:#}"))
-        }
-    };
-    rows.extend(restore_rows);
-    rows.push(keyed_count_rss);
-    rows.push(restore_rss);
-
-    Ok(Report {
-        profile: config.profile.clone(),
-        quick: config.quick,
-        records: config.records,
-        cores: std::thread::available_parallelism().map_or(1, usize::from),
-        rows,
-        failures,
-    })
+    Ok((rows, rss))
 }
 
 /// Bytes as MiB.

@@ -121,6 +121,8 @@ pub struct Report {
     pub records: u64,
     /// Cores the machine offers (`available_parallelism`).
     pub cores: usize,
+    /// The workloads `BENCH_WORKLOADS` selected; `None` when all ran.
+    pub workloads: Option<Vec<&'static str>>,
     pub rows: Vec<Row>,
     /// Workloads that failed, each with its error; their rows are not measured.
     pub failures: Vec<String>,
@@ -154,11 +156,17 @@ impl Report {
             format!("| {} |\n", padded.join(" | "))
         };
         let mut out = format!(
-            "weir bench: {} build, {} records per workload{}, {} cores\n\n",
+            "weir bench: {} build, {} records per workload{}, {} cores{}\n\n",
             self.profile,
             thousands(self.records),
             if self.quick { " (QUICK)" } else { "" },
-            self.cores
+            self.cores,
+            self.workloads
+                .as_ref()
+                .map_or_else(String::new, |names| format!(
+                    "; only {} (BENCH_WORKLOADS)",
+                    names.join(", ")
+                ))
         );
         out.push_str(&line(&header.map(str::to_owned)));
         let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
@@ -214,6 +222,7 @@ impl Report {
             "quick": self.quick,
             "records": self.records,
             "cores": self.cores,
+            "workloads": self.workloads,
             "rows": rows,
             "failures": self.failures,
         })
@@ -303,6 +312,7 @@ mod tests {
             quick: true,
             records: 100_000,
             cores: 2,
+            workloads: None,
             rows,
             failures: Vec::new(),
         }

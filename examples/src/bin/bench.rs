@@ -9,7 +9,9 @@
 //! orders run; default 5,000, or 500 with `QUICK`), `BENCH_RESTORE_KEYS` (default
 //! 1,000,000, or 250,000 with `QUICK`), `BENCH_OUTPUT` (the JSON file; default
 //! `{WEIR_CACHE_DIR}/bench-results.json`) and `LHS_KAFKA_BOOTSTRAP_SERVERS` (default
-//! `127.0.0.1:9092`). The processes it measures are the `keyed-count` and `weir` binaries
+//! `127.0.0.1:9092`). `BENCH_WORKLOADS` (for example `keyed-count,latency`) measures only
+//! the named workloads of `orders`, `raw-copy`, `keyed-count`, `latency` and `restore`.
+//! The processes it measures are the `keyed-count` and `weir` binaries
 //! next to this one, so all come from the same build, whose profile the table names. It
 //! exits with an error, after printing the table, when a workload failed.
 
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use weir_examples::bench::workloads::Selection;
 use weir_examples::bench::{self, BenchConfig};
 use weir_topology::kafka::{KafkaConfig, ProduceCompression};
 
@@ -67,6 +70,11 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|error| anyhow::anyhow!("LHS_PRODUCE_COMPRESSION: {error}"))?,
         Err(_) => ProduceCompression::default(),
     };
+    let workloads = match std::env::var("BENCH_WORKLOADS") {
+        Ok(list) => Selection::parse(&list)
+            .map_err(|error| anyhow::anyhow!("BENCH_WORKLOADS={list:?}: {error}"))?,
+        Err(_) => Selection::all(),
+    };
     let config = BenchConfig {
         kafka: KafkaConfig::new(&bootstrap)
             .with_client_id("weir-bench")
@@ -81,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         restore_keys,
         profile: profile.clone(),
         quick,
+        workloads,
     };
     eprintln!(
         "weir bench: {profile} build ({}), broker {bootstrap}, {compression} compression, {records} records, {orders} orders, {restore_keys} restore keys{}",
