@@ -12,7 +12,7 @@ use tokio::process::Command;
 use weir_topology::kafka::KafkaClient;
 
 use super::process::ChildProcess;
-use super::{BenchConfig, PARTITIONS, end_offsets, partitions, rate};
+use super::{BenchConfig, EndOffsets, PARTITIONS, partitions, rate};
 
 /// How long the output may stand still before the run is given up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -112,11 +112,11 @@ impl Processor {
         client: &KafkaClient,
     ) -> anyhow::Result<f64> {
         let output = crate::keyed_count::output_topic(&config.cluster_id);
-        let outputs = partitions(client, &output, PARTITIONS).await?;
+        let mut outputs = EndOffsets::new(partitions(client, &output, PARTITIONS).await?).await?;
         let mut seen = 0;
         let mut progress_at = Instant::now();
         loop {
-            let produced = end_offsets(&outputs).await?;
+            let produced = outputs.total().await?;
             if produced >= config.records {
                 return Ok(rate(config.records, self.process.ready_at().elapsed()));
             }

@@ -29,7 +29,7 @@ use weir_topology::kafka::{KafkaAdmin, KafkaClient, TopicPartition};
 
 use super::process::ChildProcess;
 use super::report::{Row, Target, thousands};
-use super::{BenchConfig, end_offsets, partitions, rate};
+use super::{BenchConfig, EndOffsets, end_offsets, partitions, rate};
 use crate::orders;
 
 /// The tenant every run uses (each on its own cluster).
@@ -526,10 +526,11 @@ async fn watch_growth(
     grew: watch::Sender<Option<Instant>>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut end = end_offsets(&partitions).await?;
+    let mut ends = EndOffsets::new(partitions).await?;
+    let mut end = ends.total().await?;
     loop {
         let stopping = *stop.borrow_and_update();
-        let now_end = end_offsets(&partitions).await?;
+        let now_end = ends.total().await?;
         if now_end != end {
             end = now_end;
             grew.send_replace(Some(Instant::now()));

@@ -276,8 +276,16 @@ impl TopicPartition {
     /// The offset the next produced record will get, read from a fetch response's high
     /// watermark (the one answer every Kafka-compatible broker gets right).
     pub async fn high_watermark(&self) -> Result<i64, KafkaError> {
-        let earliest = self.earliest_offset().await?;
-        let (_, high_watermark) = self.fetch(earliest, 1, Duration::ZERO).await?;
+        self.high_watermark_from(self.earliest_offset().await?)
+            .await
+    }
+
+    /// The same, read by a fetch at `from`, an offset at or below it. The fetch returns
+    /// (and the client decodes) the record batch holding `from`, so a caller that polls
+    /// passes the watermark it read last: each poll decodes only what arrived since,
+    /// where a poll at the first offset would decode the same first batch every time.
+    pub async fn high_watermark_from(&self, from: i64) -> Result<i64, KafkaError> {
+        let (_, high_watermark) = self.fetch(from, 1, Duration::ZERO).await?;
         Ok(high_watermark)
     }
 
