@@ -205,18 +205,18 @@ async fn write_step(
     let marker = marked
         .as_ref()
         .map(|batch| changelog::marker_record(&commit_marker(batch), batch.timestamp_ms));
-    // One group per store's changelog partition, `stores[i]` the store of `groups[i]`:
-    // the marked batch's stores first, in its order.
-    let mut stores: Vec<StoreId> = Vec::new();
+    // One group per changelog partition: the marked batch's stores first, in its order,
+    // each with its marker; a store the data batch also changed adds its records there,
+    // after the marker.
+    let marked_stores: &[StoreWrites] = marked.as_ref().map_or(&[], |batch| &batch.stores);
     let mut groups: Vec<(TopicPartition, Vec<ChangelogWrite<'_>>)> = Vec::new();
-    if let (Some(batch), Some(marker)) = (&marked, &marker) {
-        for writes in &batch.stores {
-            stores.push(writes.store);
-            groups.push((
+    if let Some(marker) = &marker {
+        groups.extend(marked_stores.iter().map(|writes| {
+            (
                 writes.changelog.clone(),
                 vec![ChangelogWrite::Marker(marker)],
-            ));
-        }
+            )
+        }));
     }
     if let Some(batch) = data {
         for writes in batch.stores.iter().filter(|w| !w.changes.is_empty()) {
@@ -224,12 +224,9 @@ async fn write_step(
                 .changes
                 .iter()
                 .map(|change| ChangelogWrite::Data(change, batch));
-            match stores.iter().position(|store| *store == writes.store) {
+            match marked_stores.iter().position(|m| m.store == writes.store) {
                 Some(index) => groups[index].1.extend(records),
-                None => {
-                    stores.push(writes.store);
-                    groups.push((writes.changelog.clone(), records.collect()));
-                }
+                None => groups.push((writes.changelog.clone(), records.collect())),
             }
         }
     }
@@ -245,10 +242,11 @@ async fn write_step(
     };
     Ok(marked.map(|batch| {
         // Each marked store's group comes first, in its order, marker first.
-        let changelog_positions = stores
+        let changelog_positions = batch
+            .stores
             .iter()
             .zip(&offsets)
-            .filter_map(|(store, offsets)| Some((*store, offsets.first()? + 1)))
+            .filter_map(|(writes, offsets)| Some((writes.store, offsets.first()? + 1)))
             .collect();
         DurableBatch {
             next_offsets: batch.next_offsets,
