@@ -1,8 +1,12 @@
 //! Smoke tests of the ground everything stands on: topic creation with configs, records
-//! with keys and headers through two partitions, a clear error when no broker is there,
-//! and the life cycle of a `weir` child process.
+//! with keys and headers through two partitions, every broker connection without Nagle's
+//! delay, a clear error when no broker is there, and the life cycle of a `weir` child
+//! process.
 
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
+
+use nix::sys::socket::{SockaddrStorage, getpeername, getsockopt, sockopt};
 
 use weir_integration::{TestNamespace, WeirProcess, consume_until, produce_protobuf};
 use weir_proto::output_topic_record::Payload;
@@ -134,6 +138,90 @@ async fn records_keep_keys_headers_and_values_across_two_partitions() {
             .expect("partition");
         assert_eq!(handle.high_watermark().await.expect("high watermark"), 5);
     }
+}
+
+/// Every connection of this process to the broker has `TCP_NODELAY` set, the data-path
+/// client's (rskafka, patched: vendor/rskafka/WEIR-PATCH.md) as well as the admin
+/// client's. Without it a request could wait up to 40 ms for the broker's delayed ACK.
+#[tokio::test]
+async fn every_broker_connection_sends_without_delay() {
+    let ns = TestNamespace::new("nodelay").await;
+    let topic = ns.topic("records");
+    ns.create_topic(TopicSpec::new(&topic, 1, 1)).await;
+    let client = ns.client().await;
+    let record = output_record("order-1", 1);
+    produce_protobuf(&client, &topic, 0, "order-1", &[], &record).await;
+    let seen = consume_until(&client, &topic, 1, WAIT, "the record", |seen| {
+        !seen.is_empty()
+    })
+    .await;
+    assert_eq!(seen.len(), 1);
+
+    let port: u16 = ns
+        .bootstrap
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {:?}", ns.bootstrap));
+    let sockets = sockets_connected_to(port);
+    assert!(!sockets.is_empty(), "no connection to port {port} found");
+    // Other tests open connections meanwhile: one caught between its connect and its
+    // set_nodelay is looked at again.
+    let delayed: Vec<RawFd> = sockets
+        .into_iter()
+        .filter(|(_, nodelay)| !nodelay)
+        .map(|(fd, _)| fd)
+        .collect();
+    if !delayed.is_empty() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let still: Vec<RawFd> = sockets_connected_to(port)
+            .into_iter()
+            .filter(|(fd, nodelay)| delayed.contains(fd) && !nodelay)
+            .map(|(fd, _)| fd)
+            .collect();
+        assert!(
+            still.is_empty(),
+            "connections to the broker without TCP_NODELAY: fds {still:?}"
+        );
+    }
+    drop(client);
+}
+
+/// The TCP sockets of this process whose peer is `port`, each with whether it has
+/// `TCP_NODELAY` set.
+#[allow(unsafe_code)]
+fn sockets_connected_to(port: u16) -> Vec<(RawFd, bool)> {
+    let mut sockets = Vec::new();
+    let entries = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd is readable");
+    for entry in entries.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        let Ok(peer) = getpeername::<SockaddrStorage>(fd) else {
+            continue;
+        };
+        let peer_port = match (peer.as_sockaddr_in(), peer.as_sockaddr_in6()) {
+            (Some(v4), _) => v4.port(),
+            (_, Some(v6)) => v6.port(),
+            _ => continue,
+        };
+        if peer_port != port {
+            continue;
+        }
+        // SAFETY: the descriptor is only read from, for the one call below. Should another
+        // task close it meanwhile, the call fails and the descriptor is skipped; should a
+        // new socket take its number, the caller looks at it again.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(nodelay) = getsockopt(&borrowed, sockopt::TcpNoDelay) {
+            sockets.push((fd, nodelay));
+        }
+    }
+    sockets
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The data-path client: connection settings, and per-partition produce and fetch on top
-//! of rskafka, with errors that name the topic and partition.
+//! of rskafka, with errors that name the topic and partition. rskafka is built from
+//! `vendor/rskafka`, patched so that no request waits on Nagle's algorithm.
 
 use std::fmt;
 use std::str::FromStr;
