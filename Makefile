@@ -34,9 +34,10 @@ roundtrip: deps broker build
 ## latency, orders, restore, peak RSS): one table printed, the same as JSON in
 ## $(WEIR_CACHE_DIR)/bench-results.json.
 ## QUICK=1 runs a smaller version (about a minute). Measures the `bench-opt` build
-## (Cargo.toml: weir and its Rust dependencies optimized, RocksDB's C++ at -O0 as in the
-## debug build), built with `--bins` into its own directory: the first build takes about
-## an hour on 2 cores, later ones a few minutes. BENCH_PROFILE=dev measures the debug build.
+## (Cargo.toml: weir and its Rust dependencies optimized, RocksDB's C++ at -O2 without
+## debug info), built with `--bins` into its own directory: the first build takes about
+## half an hour on 2 cores, later ones a few minutes. BENCH_PROFILE=dev measures the
+## debug build. The README lists the BENCH_* variables (sizes, workloads, latency rate).
 BENCH_PROFILE ?= bench-opt
 BENCH_DIR = $(if $(filter dev,$(BENCH_PROFILE)),debug,$(BENCH_PROFILE))
 bench: deps broker

@@ -55,6 +55,9 @@ pub struct BenchConfig {
     /// How long the latency workload produces at half the measured rate and times
     /// records, after a warm-up ([`latency::WARM_UP`]) at the same rate.
     pub latency_duration: Duration,
+    /// The latency workload's rate when fixed (`BENCH_LATENCY_RATE`), so builds whose
+    /// maximum differs are compared at the same load; half keyed-count's rate otherwise.
+    pub latency_rate: Option<u64>,
     /// Where the processor keeps its state and log (emptied first).
     pub work_dir: PathBuf,
     /// The `keyed-count` binary of the same build as this one.
@@ -316,8 +319,9 @@ async fn run_workloads(config: &BenchConfig, client: &KafkaClient) -> anyhow::Re
     })
 }
 
-/// Keyed-count's rows and, when selected, latency's (at half keyed-count's rate, against
-/// the raw forwarder at the same rate), and the processor's peak RSS over both.
+/// Keyed-count's rows and, when selected, latency's (at half keyed-count's rate or the
+/// configured one, against the raw forwarder at the same rate), and the processor's peak
+/// RSS over both.
 async fn keyed_count_and_latency(
     config: &BenchConfig,
     client: &KafkaClient,
@@ -328,14 +332,16 @@ async fn keyed_count_and_latency(
     let measured = processor.count_input(config, client).await;
     let latency = match &measured {
         Ok(keyed_rate) if config.workloads.runs(Workload::Latency) => {
-            let half = keyed_rate / 2.0;
+            let rate = config
+                .latency_rate
+                .map_or(keyed_rate / 2.0, |rate| rate as f64);
             eprintln!(
-                "latency: {half:.0} records/s for {:?}",
+                "latency: {rate:.0} records/s for {:?}",
                 config.latency_duration
             );
-            let measured = latency::run(config, client, half).await;
+            let measured = latency::run(config, client, rate).await;
             eprintln!("latency: the same rate through a raw forwarder (its limit)");
-            let raw = latency::run_raw_forward(config, client, half).await;
+            let raw = latency::run_raw_forward(config, client, rate).await;
             Some((measured, raw))
         }
         _ => None,
@@ -356,7 +362,7 @@ async fn keyed_count_and_latency(
         let raw_forward = raw_forward
             .map_err(|error| eprintln!("latency: the raw forwarder failed: {error:#}"))
             .ok();
-        rows.extend(latency?.rows(raw_forward.as_ref()));
+        rows.extend(latency?.rows(raw_forward.as_ref(), keyed_rate));
     }
 
     let workloads = if config.workloads.runs(Workload::Latency) {
