@@ -98,7 +98,8 @@ impl Latency {
                     "{} records produced at {:.0} records/s asked{}, {seen} outputs timed from the input's timestamp to a consumer seeing the output (those produced in the first {} s, a warm-up, are not timed); the processor's fetch wait (LHS_FETCH_MAX_WAIT_MS) {PROCESSOR_FETCH_MAX_WAIT_MS} ms",
                     self.produced,
                     self.target_rate,
-                    if is_half(self.target_rate, keyed_max) {
+                    // Halving and doubling are exact: the rate is half unless fixed.
+                    if self.target_rate * 2.0 == keyed_max {
                         ""
                     } else {
                         " (BENCH_LATENCY_RATE; the p99 target is for half the keyed-count max)"
@@ -108,11 +109,6 @@ impl Latency {
         );
         rows
     }
-}
-
-/// Whether `rate` is half of `max`, to the record per second.
-fn is_half(rate: f64, max: f64) -> bool {
-    (rate * 2.0 - max).abs() < 2.0
 }
 
 /// Feeds the running processor `target_rate` records per second for the configured

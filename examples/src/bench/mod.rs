@@ -52,8 +52,8 @@ pub struct BenchConfig {
     pub cluster_id: String,
     /// Input records of the throughput workloads.
     pub records: u64,
-    /// How long the latency workload produces at half the measured rate and times
-    /// records, after a warm-up ([`latency::WARM_UP`]) at the same rate.
+    /// How long the latency workload produces at its rate and times records, after a
+    /// warm-up ([`latency::WARM_UP`]) at the same rate.
     pub latency_duration: Duration,
     /// The latency workload's rate when fixed (`BENCH_LATENCY_RATE`), so builds whose
     /// maximum differs are compared at the same load; half keyed-count's rate otherwise.

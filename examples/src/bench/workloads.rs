@@ -68,7 +68,8 @@ impl Selection {
     }
 
     /// Parses a comma-separated list such as `keyed-count,latency`. The latency
-    /// workload runs at half keyed-count's measured rate, so it needs keyed-count.
+    /// workload feeds the keyed-count processor (at half the rate it measured, unless
+    /// `BENCH_LATENCY_RATE` fixes one), so it needs keyed-count.
     pub fn parse(list: &str) -> Result<Self, String> {
         let workloads: BTreeSet<Workload> = list
             .split(',')

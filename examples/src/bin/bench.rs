@@ -36,10 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let records = number("BENCH_RECORDS", if quick { 300_000 } else { 1_000_000 })?;
     let latency_seconds = number("BENCH_LATENCY_SECONDS", if quick { 15 } else { 30 })?;
-    let latency_rate = match std::env::var("BENCH_LATENCY_RATE") {
-        Ok(_) => Some(number("BENCH_LATENCY_RATE", 0)?).filter(|&rate| rate > 0),
-        Err(_) => None,
-    };
+    let latency_rate = Some(number("BENCH_LATENCY_RATE", 0)?).filter(|&rate| rate > 0);
     let orders = number("BENCH_ORDERS", if quick { 500 } else { 5_000 })?;
     let restore_keys = number(
         "BENCH_RESTORE_KEYS",

@@ -163,28 +163,28 @@ async fn every_broker_connection_sends_without_delay() {
         .next()
         .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("no port in {:?}", ns.bootstrap));
+    let without_nodelay = |sockets: Vec<(RawFd, bool)>| -> Vec<RawFd> {
+        sockets
+            .into_iter()
+            .filter_map(|(fd, nodelay)| (!nodelay).then_some(fd))
+            .collect()
+    };
     let sockets = sockets_connected_to(port);
     assert!(!sockets.is_empty(), "no connection to port {port} found");
     // Other tests open connections meanwhile: one caught between its connect and its
     // set_nodelay is looked at again.
-    let delayed: Vec<RawFd> = sockets
-        .into_iter()
-        .filter(|(_, nodelay)| !nodelay)
-        .map(|(fd, _)| fd)
-        .collect();
+    let delayed = without_nodelay(sockets);
     if !delayed.is_empty() {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let still: Vec<RawFd> = sockets_connected_to(port)
+        let still: Vec<RawFd> = without_nodelay(sockets_connected_to(port))
             .into_iter()
-            .filter(|(fd, nodelay)| delayed.contains(fd) && !nodelay)
-            .map(|(fd, _)| fd)
+            .filter(|fd| delayed.contains(fd))
             .collect();
         assert!(
             still.is_empty(),
             "connections to the broker without TCP_NODELAY: fds {still:?}"
         );
     }
-    drop(client);
 }
 
 /// The TCP sockets of this process whose peer is `port`, each with whether it has

@@ -94,7 +94,8 @@ where
     W: AsyncWrite + Send + Unpin,
 {
     async fn write_message(&mut self, msg: &[u8]) -> Result<(), WriteError> {
-        let mut len_buf = Vec::<u8>::with_capacity(4);
+        // weir patch (WEIR-PATCH.md): room for the message too, written below.
+        let mut len_buf = Vec::<u8>::with_capacity(4 + msg.len());
         let len =
             Int32(i32::try_from(msg.len()).map_err(|_| WriteError::TooLarge { size: msg.len() })?);
         len.write(&mut len_buf)
@@ -102,7 +103,6 @@ where
 
         // weir patch (WEIR-PATCH.md): the size and the message in one write, so a
         // request is one segment, not a 4-byte one followed by the rest.
-        len_buf.reserve_exact(msg.len());
         len_buf.extend_from_slice(msg);
         self.write_all(len_buf.as_ref()).await?;
 
